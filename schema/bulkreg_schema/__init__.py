@@ -1,0 +1,72 @@
+"""The contract as data: JSON Schema 2020-12 documents, openapi.json and the shared examples.
+
+Everything here is package data read with plain file access relative to this module, so it works
+from a wheel, an sdist or a checkout alike (``importlib.resources`` would cost the lint path an
+import it does not need).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "API_VERSION",
+    "BASE_URI",
+    "SCHEMA_NAMES",
+    "examples",
+    "load",
+    "openapi",
+    "openapi_path",
+    "path",
+    "registry",
+]
+
+API_VERSION = "2021-04-12"
+BASE_URI = f"https://bulkreg.dev/schema/{API_VERSION}/"
+_HERE = Path(__file__).resolve().parent
+SCHEMA_NAMES = tuple(sorted(p.stem for p in (_HERE / "schemas").glob("*.json")))
+
+
+def path(name: str) -> Path:
+    """The file of schema ``name`` (e.g. ``"BulkRequest"``), for editors and other tools."""
+    if name not in SCHEMA_NAMES:
+        raise KeyError(f"no schema named {name!r}; known: {', '.join(SCHEMA_NAMES)}")
+    return _HERE / "schemas" / f"{name}.json"
+
+
+def load(name: str) -> dict[str, Any]:
+    """Schema ``name`` as a fresh dict."""
+    result: dict[str, Any] = json.loads(path(name).read_text(encoding="utf-8"))
+    return result
+
+
+def registry() -> dict[str, dict[str, Any]]:
+    """Every schema keyed by its ``$id`` (what a ``$ref`` resolves to, without network)."""
+    docs = (load(name) for name in SCHEMA_NAMES)
+    return {doc["$id"]: doc for doc in docs}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of POST /devices and the read/verify endpoints."""
+    result: dict[str, Any] = json.loads((_HERE / "openapi.json").read_text(encoding="utf-8"))
+    return result
+
+
+def openapi_path() -> Path:
+    return _HERE / "openapi.json"
+
+
+def examples() -> list[dict[str, Any]]:
+    """The shared example corpus: every file of ``examples/`` as a list of cases, in file order.
+
+    A case is ``{"name", "description", "mode": "bulk"|"import", "payload" | "text",
+    "valid": bool, "expect": [{"rule", "code", "pointer"}...], "api_version"?}``.
+    """
+    cases: list[dict[str, Any]] = []
+    for file in sorted((_HERE / "examples").glob("*.json")):
+        for case in json.loads(file.read_text(encoding="utf-8")):
+            case.setdefault("source", file.name)
+            cases.append(case)
+    return cases

@@ -1,0 +1,606 @@
+"""Write the contract as data: the JSON Schema files, openapi.json and the editor catalog.
+
+The service definition (``spec/000_…txt``, Swagger 2.0 ``service.json`` of azure-iot-hub-python)
+has no ``required`` arrays, types twin values as ``object`` and states the limits in prose. This
+script turns that definition plus the limits of ``spec/facts.md`` that JSON Schema can express into
+JSON Schema 2020-12 documents. The output files are committed; ``tests/test_schema.py`` fails when
+they drift from this script. Run it with ``python schema/tools/build_schemas.py``.
+
+Every constraint keyword carries the rule it belongs to in ``x-bulkreg-rule`` (a rule id, or an
+object keyword -> rule id); the rule table in ``bulkreg_validator`` gives the rule its errorCode,
+severity and evidence. Keywords without an annotation fall back to the rule the validator
+registers for that keyword (``type`` -> ``value-type``, ``enum`` -> ``enum-value``,
+``additionalProperties: false`` -> ``unknown-property``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+API_VERSION = "2021-04-12"
+BASE = f"https://bulkreg.dev/schema/{API_VERSION}/"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+OUT = Path(__file__).resolve().parent.parent / "bulkreg_schema"
+
+# facts.md §2.1: the C# client regex, the widest documented set (18 specials).
+ID_PATTERN = r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$"
+# facts.md §2.7 / swagger PropertyContainer: no C0/C1 control characters, '.', '$' or space.
+KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
+# desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
+PROPERTY_ROOT_KEY_PATTERN = r"^(\$metadata|\$version|[^.$ \u0000-\u001F\u007F-\u009F]+)$"
+MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays up to depth 10
+THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # facts.md §2.4 SHA-1 or SHA-256
+BULK_MODES = [
+    "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
+    "updateTwin", "updateTwinIfMatchETag",
+]
+IMPORT_MODES = ["createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES]  # facts.md §6.2
+
+NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": name}
+
+
+def document(name: str, description: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": DRAFT,
+        "$id": BASE + name + ".json",
+        "title": name,
+        "description": description,
+        **body,
+    }
+
+
+def twin_collection() -> dict[str, Any]:
+    defs: dict[str, Any] = {
+        "key": {
+            "description": "A twin key: UTF-8, case-sensitive, without C0/C1 control characters, "
+            "'.', '$' or space (its 1 KB UTF-8 limit is rule twin-key-length).",
+            "type": "string",
+            "pattern": KEY_PATTERN,
+            "x-bulkreg-rule": "twin-key-chars",
+        },
+        "propertyRootKey": {
+            "description": "A key at the root of desired/reported: a twin key, or the "
+            "service-maintained $metadata / $version.",
+            "type": "string",
+            "pattern": PROPERTY_ROOT_KEY_PATTERN,
+            "x-bulkreg-rule": "twin-key-chars",
+        },
+        f"level{MAX_TWIN_DEPTH + 1}": {
+            "description": f"A value inside an object or array at depth {MAX_TWIN_DEPTH}: only "
+            "scalars, since a nested object or array would be at depth "
+            f"{MAX_TWIN_DEPTH + 1}.",
+            "type": ["string", "number", "boolean", "null"],
+            "x-bulkreg-rule": "twin-depth",
+        },
+    }
+    for depth in range(MAX_TWIN_DEPTH, 0, -1):
+        defs[f"level{depth}"] = {
+            "description": f"A value whose object or array, if it is one, is at depth {depth}.",
+            "propertyNames": ref("#/$defs/key"),
+            "additionalProperties": ref(f"#/$defs/level{depth + 1}"),
+            "items": ref(f"#/$defs/item{depth + 1}"),
+        }
+    for depth in range(1, MAX_TWIN_DEPTH + 2):
+        defs[f"item{depth}"] = {
+            "description": "An array item: any twin value but null.",
+            "$ref": f"#/$defs/level{depth}",
+            "type": ["string", "number", "boolean", "object", "array"],
+            "x-bulkreg-rule": "twin-array-null",
+        }
+    defs["properties"] = {
+        "description": "The root (depth 0) of properties.desired or properties.reported.",
+        "type": ["object", "null"],
+        "properties": {
+            "$metadata": {"type": "object", "description": "Service-maintained; not validated."},
+            "$version": {"type": "integer", "description": "Service-maintained."},
+        },
+        "propertyNames": ref("#/$defs/propertyRootKey"),
+        "additionalProperties": ref("#/$defs/level1"),
+    }
+    return document(
+        "TwinCollection",
+        "The root (depth 0) of twin tags, desired or reported. Keys exclude control characters, "
+        "'.', '$' and space; values are any JSON value (api-version >= 2019-10-01 allows arrays); "
+        f"objects and arrays nest at most {MAX_TWIN_DEPTH} deep below the root; array items are "
+        "never null.",
+        {
+            "type": ["object", "null"],
+            "propertyNames": ref("#/$defs/key"),
+            "additionalProperties": ref("#/$defs/level1"),
+            "$defs": defs,
+        },
+    )
+
+
+def device_fields(import_mode: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": {
+            "description": "The device id: case-sensitive, 1-128 ASCII alphanumerics and "
+            "- : . + % _ # * ? ! ( ) , = @ ; $ '",
+            "type": "string",
+            "pattern": ID_PATTERN,
+            "x-bulkreg-rule": "device-id-format",
+        },
+        "moduleId": {
+            "description": "The module id, if applicable; same characters as a device id.",
+            "type": ["string", "null"],
+            "pattern": ID_PATTERN,
+            "x-bulkreg-rule": "module-id-format",
+        },
+        "eTag": {**NULLABLE_STRING, "description": "Weak device ETag (updateIfMatchETag, "
+                 "deleteIfMatchETag)."},
+        "importMode": import_mode,
+        "status": {
+            "description": "enabled or disabled.",
+            "enum": ["enabled", "disabled"],
+        },
+        "statusReason": {
+            "description": "Up to 128 characters; all UTF-8 characters are allowed.",
+            "type": ["string", "null"],
+            "maxLength": 128,
+            "x-bulkreg-rule": {"maxLength": "status-reason-length"},
+        },
+        "authentication": ref("AuthenticationMechanism.json"),
+        "twinETag": {**NULLABLE_STRING, "description": "Weak twin ETag "
+                     "(updateTwinIfMatchETag)."},
+        "tags": ref("TwinCollection.json"),
+        "properties": ref("PropertyContainer.json"),
+        "capabilities": ref("DeviceCapabilities.json"),
+        "deviceScope": {**NULLABLE_STRING, "description": "The scope of the device."},
+        "parentScopes": {
+            "description": "Scopes of the parent edge device; for now at most one element.",
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "maxItems": 1,
+            "x-bulkreg-rule": {"maxItems": "parent-scopes-count"},
+        },
+    }
+
+
+def export_import_device() -> dict[str, Any]:
+    return document(
+        "ExportImportDevice",
+        "One entry of a bulk registry call. Every property but id is optional; properties the "
+        "service does not know are ignored by it (reported as warnings).",
+        {
+            "type": "object",
+            "required": ["id"],
+            "properties": device_fields({
+                "description": "The registry operation.",
+                "enum": BULK_MODES,
+            }),
+            "additionalProperties": False,
+            "x-bulkreg-rule": {"required": "device-id-missing"},
+        },
+    )
+
+
+def import_line() -> dict[str, Any]:
+    fields = {
+        name: ref(f"ExportImportDevice.json#/properties/{name}")
+        for name in device_fields({})
+        if name != "importMode"
+    }
+    fields["importMode"] = {
+        "description": "The import operation; createOrUpdate when omitted.",
+        "enum": IMPORT_MODES,
+    }
+    return document(
+        "ImportLine",
+        "One line of an import job's devices.txt: an ExportImportDevice whose importMode may "
+        "also be createOrUpdate or createOrUpdateIfMatchETag.",
+        {
+            "type": "object",
+            "required": ["id"],
+            "properties": dict(sorted(fields.items(), key=lambda kv: list(device_fields({})).index(kv[0]))),
+            "additionalProperties": False,
+            "x-bulkreg-rule": {"required": "device-id-missing"},
+        },
+    )
+
+
+def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
+    docs = {
+        "AuthenticationMechanism": document(
+            "AuthenticationMechanism",
+            "How the device authenticates. Omitted or null: SAS with generated keys.",
+            {
+                "type": ["object", "null"],
+                "properties": {
+                    "symmetricKey": ref("SymmetricKey.json"),
+                    "x509Thumbprint": ref("X509Thumbprint.json"),
+                    "type": {"enum": ["sas", "selfSigned", "certificateAuthority", "none"]},
+                },
+                "additionalProperties": False,
+            },
+        ),
+        "SymmetricKey": document(
+            "SymmetricKey",
+            "Base64 primary and secondary keys; both or neither (empty or null: generated).",
+            {
+                "type": ["object", "null"],
+                "properties": {"primaryKey": NULLABLE_STRING, "secondaryKey": NULLABLE_STRING},
+                "additionalProperties": False,
+            },
+        ),
+        "X509Thumbprint": document(
+            "X509Thumbprint",
+            "SHA-1 (40 hex) or SHA-256 (64 hex) certificate thumbprints.",
+            {
+                "type": ["object", "null"],
+                "properties": {
+                    name: {
+                        "type": ["string", "null"],
+                        "pattern": THUMBPRINT_PATTERN,
+                        "x-bulkreg-rule": "auth-thumbprint-format",
+                    }
+                    for name in ("primaryThumbprint", "secondaryThumbprint")
+                },
+                "additionalProperties": False,
+            },
+        ),
+        "DeviceCapabilities": document(
+            "DeviceCapabilities",
+            "The status of capabilities enabled on the device.",
+            {
+                "type": ["object", "null"],
+                "properties": {"iotEdge": {"type": "boolean"}},
+                "additionalProperties": False,
+            },
+        ),
+        "PropertyContainer": document(
+            "PropertyContainer",
+            "The desired and reported properties of the twin.",
+            {
+                "type": ["object", "null"],
+                "properties": {
+                    "desired": ref("TwinCollection.json#/$defs/properties"),
+                    "reported": ref("TwinCollection.json#/$defs/properties"),
+                },
+                "additionalProperties": False,
+            },
+        ),
+        "TwinCollection": twin_collection(),
+        "ExportImportDevice": export_import_device(),
+        "ImportLine": import_line(),
+        "BulkRequest": document(
+            "BulkRequest",
+            "The body of POST /devices: a bare array of 1 to 100 ExportImportDevice entries.",
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": ref("ExportImportDevice.json"),
+                "x-bulkreg-rule": {
+                    "type": "bulk-not-array",
+                    "minItems": "bulk-empty",
+                    "maxItems": "too-many-devices",
+                },
+            },
+        ),
+        "DeviceRegistryOperationError": document(
+            "DeviceRegistryOperationError",
+            "The device registry operation error details.",
+            {
+                "type": "object",
+                "properties": {
+                    "deviceId": NULLABLE_STRING,
+                    "errorCode": {"enum": error_codes, "description": "The error code."},
+                    "errorStatus": NULLABLE_STRING,
+                    "moduleId": NULLABLE_STRING,
+                    "operation": NULLABLE_STRING,
+                },
+            },
+        ),
+        "DeviceRegistryOperationWarning": document(
+            "DeviceRegistryOperationWarning",
+            "The device registry operation warning details.",
+            {
+                "type": "object",
+                "properties": {
+                    "deviceId": NULLABLE_STRING,
+                    "warningCode": {"enum": ["DeviceRegisteredWithoutTwin"]},
+                    "warningStatus": NULLABLE_STRING,
+                },
+            },
+        ),
+        "BulkRegistryOperationResult": document(
+            "BulkRegistryOperationResult",
+            "The result of the bulk registry operation.",
+            {
+                "type": "object",
+                "properties": {
+                    "isSuccessful": {"type": "boolean"},
+                    "errors": {"type": "array", "items": ref("DeviceRegistryOperationError.json")},
+                    "warnings": {
+                        "type": "array", "items": ref("DeviceRegistryOperationWarning.json"),
+                    },
+                },
+            },
+        ),
+    }
+    docs.update(read_endpoint_definitions())
+    return docs
+
+
+def read_endpoint_definitions() -> dict[str, dict[str, Any]]:
+    """Device, Twin and the generic error body (facts.md §3.4, §5)."""
+    timestamp = {"type": ["string", "null"]}
+    scopes = {"type": ["array", "null"], "items": {"type": "string"}}
+    return {
+        "Device": document(
+            "Device",
+            "A device identity as GET/PUT /devices/{id} carry it (note etag, lower case).",
+            {
+                "type": "object",
+                "properties": {
+                    "deviceId": {"type": "string"},
+                    "generationId": NULLABLE_STRING,
+                    "etag": NULLABLE_STRING,
+                    "connectionState": {"enum": ["Disconnected", "Connected"]},
+                    "status": {"enum": ["enabled", "disabled"]},
+                    "statusReason": NULLABLE_STRING,
+                    "connectionStateUpdatedTime": timestamp,
+                    "statusUpdatedTime": timestamp,
+                    "lastActivityTime": timestamp,
+                    "cloudToDeviceMessageCount": {"type": "integer"},
+                    "authentication": ref("AuthenticationMechanism.json"),
+                    "capabilities": ref("DeviceCapabilities.json"),
+                    "deviceScope": NULLABLE_STRING,
+                    "parentScopes": scopes,
+                },
+            },
+        ),
+        "Twin": document(
+            "Twin",
+            "A device twin as GET/PUT/PATCH /twins/{id} carry it.",
+            {
+                "type": "object",
+                "properties": {
+                    "deviceId": {"type": "string"},
+                    "moduleId": NULLABLE_STRING,
+                    "tags": {"type": ["object", "null"]},
+                    "properties": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "desired": {"type": ["object", "null"]},
+                            "reported": {"type": ["object", "null"]},
+                        },
+                    },
+                    "etag": NULLABLE_STRING,
+                    "version": {"type": ["integer", "null"]},
+                    "deviceEtag": NULLABLE_STRING,
+                    "status": {"enum": ["enabled", "disabled", None]},
+                    "statusReason": NULLABLE_STRING,
+                    "statusUpdateTime": timestamp,
+                    "connectionState": {"enum": ["Disconnected", "Connected", None]},
+                    "lastActivityTime": timestamp,
+                    "cloudToDeviceMessageCount": {"type": ["integer", "null"]},
+                    "authenticationType": {
+                        "enum": ["sas", "selfSigned", "certificateAuthority", "none", None],
+                    },
+                    "x509Thumbprint": ref("X509Thumbprint.json"),
+                    "capabilities": ref("DeviceCapabilities.json"),
+                    "deviceScope": NULLABLE_STRING,
+                    "parentScopes": scopes,
+                },
+            },
+        ),
+        "ErrorBody": document(
+            "ErrorBody",
+            "IoT Hub's generic error body (format A): Message is 'ErrorCode:<Name>;<text>'.",
+            {
+                "type": "object",
+                "required": ["Message"],
+                "properties": {
+                    "Message": {"type": "string"},
+                    "ExceptionMessage": {"type": "string"},
+                },
+            },
+        ),
+    }
+
+
+def bundle(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The same schemas as OpenAPI components: refs rewritten to #/components/schemas/…"""
+
+    def rewrite(node: Any, owner: str) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key in ("$schema", "$id"):
+                    continue
+                if key == "$ref":
+                    out[key] = rewrite_ref(value, owner)
+                else:
+                    out[key] = rewrite(value, owner)
+            return out
+        if isinstance(node, list):
+            return [rewrite(item, owner) for item in node]
+        return node
+
+    def rewrite_ref(target: str, owner: str) -> str:
+        file, _, fragment = target.partition("#")
+        name = file.removesuffix(".json") if file else owner
+        return f"#/components/schemas/{name}" + fragment
+
+    return {name: rewrite(copy.deepcopy(doc), name) for name, doc in docs.items()}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"iothub-errorcode": {"schema": {"type": "string"},
+                                         "description": "The symbolic error code."}},
+        "content": {"application/json": {"schema": ref("#/components/schemas/ErrorBody")}},
+    }
+
+
+def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    json_of = lambda name: {"application/json": {"schema": ref(f"#/components/schemas/{name}")}}  # noqa: E731
+    api_version = {
+        "name": "api-version", "in": "query", "required": True,
+        "description": "Version of the API.",
+        "schema": {"type": "string", "enum": [API_VERSION]},
+    }
+    device_id = {
+        "name": "id", "in": "path", "required": True, "description": "The device id.",
+        "schema": ref("#/components/schemas/ExportImportDevice/properties/id"),
+    }
+    if_match = {
+        "name": "If-Match", "in": "header", "required": False,
+        "description": 'A quoted ETag, or "*" for an unconditional write.',
+        "schema": {"type": "string"},
+    }
+    common_errors = {
+        "401": error_response("Missing, invalid or expired SAS token (IotHubUnauthorizedAccess)."),
+        "429": error_response("Throttled (ThrottlingException); may carry Retry-After."),
+    }
+    not_found = {"404": error_response("No such device (DeviceNotFound).")}
+    precondition = {"412": error_response("If-Match did not match (PreconditionFailed).")}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Azure IoT Hub registry: bulk registry operation and read/verify endpoints",
+            "version": API_VERSION,
+            "description": "Derived by bulkreg from the service definition and spec/facts.md. "
+            "401, 413 and 429 are what the service answers although the published definition "
+            "declares only 200 and 400.",
+        },
+        "servers": [{"url": "https://fully-qualified-iothubname.azure-devices.net"}],
+        "security": [{"sas": []}],
+        "paths": {
+            "/devices": {
+                "post": {
+                    "operationId": "BulkRegistry_UpdateRegistry",
+                    "summary": "Create, update or delete up to 100 device identities.",
+                    "parameters": [api_version],
+                    "requestBody": {"required": True, "content": json_of("BulkRequest")},
+                    "responses": {
+                        "200": {"description": "Every entry succeeded.",
+                                "content": json_of("BulkRegistryOperationResult")},
+                        "400": {
+                            "description": "Some entry failed (result body, header "
+                            "IotHubErrorCode: BulkRegistryOperationFailure) or the request was "
+                            "rejected as a whole (generic error body).",
+                            "content": {"application/json": {"schema": {"anyOf": [
+                                ref("#/components/schemas/BulkRegistryOperationResult"),
+                                ref("#/components/schemas/ErrorBody"),
+                            ]}}},
+                        },
+                        "413": error_response("More than 100 entries (TooManyDevices)."),
+                        **common_errors,
+                    },
+                },
+            },
+            "/devices/{id}": {
+                "parameters": [device_id, api_version],
+                "get": {
+                    "operationId": "Devices_GetIdentity",
+                    "responses": {"200": {"description": "The device.",
+                                          "content": json_of("Device")},
+                                  **not_found, **common_errors},
+                },
+                "put": {
+                    "operationId": "Devices_CreateOrUpdateIdentity",
+                    "parameters": [if_match],
+                    "requestBody": {"required": True, "content": json_of("Device")},
+                    "responses": {
+                        "200": {"description": "The stored device.", "content": json_of("Device")},
+                        "400": error_response("Invalid device."),
+                        "409": error_response("Exists and no If-Match (DeviceAlreadyExists)."),
+                        **not_found, **precondition, **common_errors,
+                    },
+                },
+                "delete": {
+                    "operationId": "Devices_DeleteIdentity",
+                    "parameters": [if_match],
+                    "responses": {"204": {"description": "Deleted."},
+                                  **not_found, **precondition, **common_errors},
+                },
+            },
+            "/twins/{id}": {
+                "parameters": [device_id, api_version],
+                "get": {
+                    "operationId": "Devices_GetTwin",
+                    "responses": {"200": {"description": "The twin.", "content": json_of("Twin")},
+                                  **not_found, **common_errors},
+                },
+                "put": {
+                    "operationId": "Devices_ReplaceTwin",
+                    "parameters": [if_match],
+                    "requestBody": {"required": True, "content": json_of("Twin")},
+                    "responses": {"200": {"description": "The twin.", "content": json_of("Twin")},
+                                  "400": error_response("Invalid twin."),
+                                  **not_found, **precondition, **common_errors},
+                },
+                "patch": {
+                    "operationId": "Devices_UpdateTwin",
+                    "parameters": [if_match],
+                    "requestBody": {"required": True, "content": json_of("Twin")},
+                    "responses": {"200": {"description": "The twin.", "content": json_of("Twin")},
+                                  "400": error_response("Invalid twin patch."),
+                                  **not_found, **precondition, **common_errors},
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "sas": {"type": "apiKey", "in": "header", "name": "Authorization",
+                        "description": "SharedAccessSignature sr=…&sig=…&se=…&skn=…"},
+            },
+            "schemas": bundle(docs),
+        },
+    }
+
+
+def editor_catalog(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A SchemaStore-style catalog: which file patterns each schema applies to."""
+    return {
+        "$schema": "https://json.schemastore.org/schema-catalog.json",
+        "version": 1,
+        "schemas": [
+            {"name": "IoT Hub bulk registry payload", "url": docs["BulkRequest"]["$id"],
+             "fileMatch": ["*.bulk.json", "bulk/*.json"]},
+        ],
+    }
+
+
+def render(doc: Any) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+
+
+def outputs(error_codes: list[str]) -> dict[Path, str]:
+    docs = definitions(error_codes)
+    files = {OUT / "schemas" / f"{name}.json": render(doc) for name, doc in docs.items()}
+    files[OUT / "openapi.json"] = render(openapi(docs))
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    from error_codes import ERROR_CODES  # noqa: PLC0415 - data module beside this script
+
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    stale = []
+    for path, text in outputs(list(ERROR_CODES)).items():
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(path)
+        else:
+            path.write_text(text, encoding="utf-8")
+    for path in stale:
+        print(f"stale: {path}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""Offline validation of Azure IoT Hub bulk registry payloads and import files.
+
+``validate(payload)`` checks a bulk payload (the body of ``POST /devices``); ``validate_import``
+checks a newline-delimited import file in constant memory. Both return a ``Report`` of
+``Finding`` records and never raise for bad input.
+"""
+
+from ._checks import api_at_least
+from ._rules import LIMITS, RULES, Rule
+from ._validate import Finding, Report, iter_import, validate, validate_import
+
+__all__ = [
+    "LIMITS",
+    "RULES",
+    "Finding",
+    "Report",
+    "Rule",
+    "api_at_least",
+    "iter_import",
+    "validate",
+    "validate_import",
+]

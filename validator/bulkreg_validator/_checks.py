@@ -1,0 +1,270 @@
+"""The rules JSON Schema cannot express, one small function each, registered by rule id.
+
+A check gets one entry (already known to be an object) and a context, and calls ``emit(rule,
+path, message)`` for each problem, ``path`` relative to the entry. Checks never raise on odd
+input: a field of the wrong type is the schema's finding, so a check skips it.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._rules import LIMITS, RULES
+
+__all__ = ["CHECKS", "Context", "api_at_least"]
+
+Path = tuple[str | int, ...]
+Emit = Callable[[str, Path, str], None]
+
+
+class Context(NamedTuple):
+    mode: str  # "bulk" | "import"
+    api_version: str
+
+
+Check = Callable[[dict[str, Any], Context, Emit], None]
+CHECKS: dict[Check, tuple[str, ...]] = {}
+
+
+def check(*rule_ids: str) -> Callable[[Check], Check]:
+    for rule_id in rule_ids:
+        if RULES[rule_id].where != "rule":
+            raise ValueError(f"rule {rule_id} is carried by the {RULES[rule_id].where}")
+
+    def register(fn: Check) -> Check:
+        CHECKS[fn] = rule_ids
+        return fn
+
+    return register
+
+
+def api_at_least(api_version: str, since: str) -> bool:
+    # api-versions are ISO dates with an optional -preview suffix: compare the date part.
+    return api_version[:10] >= since
+
+
+def _show(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+_UNSUPPORTED_ID_CHARS = "+#;"
+
+
+@check("id-unsupported-char")
+def unsupported_id_chars(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    for field in ("id", "moduleId"):
+        value = entry.get(field)
+        if type(value) is str:
+            bad = sorted({c for c in value if c in _UNSUPPORTED_ID_CHARS})
+            if bad:
+                emit("id-unsupported-char", (field,),
+                     f"{field} {_show(value)} uses {' '.join(bad)}: accepted by the service "
+                     "definition, but current docs say devices cannot use it")
+
+
+_ETAG_MODES = {"updateifmatchetag", "deleteifmatchetag"}
+_TWIN_ETAG_MODES = {"updatetwinifmatchetag"}
+_DELETE_MODES = {"delete", "deleteifmatchetag"}
+_TWIN_MODES = {"updatetwin", "updatetwinifmatchetag"}
+_TWIN_FIELDS = ("tags", "properties")
+_DEVICE_FIELDS = ("status", "statusReason", "authentication", "capabilities", "deviceScope",
+                  "parentScopes")
+_ETAG_USERS = _ETAG_MODES | {"createorupdateifmatchetag"}
+
+
+def _mode(entry: dict[str, Any]) -> str | None:
+    mode = entry.get("importMode")
+    return mode.lower() if type(mode) is str else None
+
+
+def _present(entry: dict[str, Any], field: str) -> bool:
+    return entry.get(field) not in (None, "", {}, [])
+
+
+@check("import-mode-missing")
+def import_mode_missing(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    if ctx.mode == "bulk" and "importMode" not in entry:
+        emit("import-mode-missing", (), "entry has no importMode; say create, update, delete, "
+             "… explicitly (import files default to createOrUpdate, the bulk call is undocumented)")
+
+
+@check("etag-required", "twin-etag-required")
+def etags_required(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    mode = _mode(entry)
+    if mode in _ETAG_MODES and not _present(entry, "eTag"):
+        emit("etag-required", ("eTag",) if "eTag" in entry else (),
+             f"importMode {entry['importMode']} needs the device's eTag; without it the entry "
+             "fails with PreconditionFailed")
+    if mode in _TWIN_ETAG_MODES and not _present(entry, "twinETag"):
+        emit("twin-etag-required", ("twinETag",) if "twinETag" in entry else (),
+             f"importMode {entry['importMode']} needs the twin's twinETag; without it the entry "
+             "fails with PreconditionFailed")
+
+
+@check("mode-ignored-field")
+def mode_ignored_fields(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    mode = _mode(entry)
+    if mode is None:
+        return
+    ignored: list[str] = []
+    if mode not in _ETAG_USERS and _present(entry, "eTag"):
+        ignored.append("eTag")
+    if mode not in _TWIN_ETAG_MODES and _present(entry, "twinETag"):
+        ignored.append("twinETag")
+    if mode in _DELETE_MODES:
+        ignored += [f for f in (*_DEVICE_FIELDS, *_TWIN_FIELDS) if _present(entry, f)]
+    elif mode in _TWIN_MODES:
+        ignored += [f for f in _DEVICE_FIELDS if _present(entry, f)]
+    for field in ignored:
+        emit("mode-ignored-field", (field,),
+             f"importMode {entry['importMode']} does not use {field}; the service ignores it")
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+def _strings(obj: Any, *names: str) -> dict[str, str]:
+    """The non-empty string members ``names`` of ``obj`` (empty or null means absent)."""
+    if type(obj) is not dict:
+        return {}
+    return {n: obj[n] for n in names if type(obj.get(n)) is str and obj[n] != ""}
+
+
+@check("auth-type-mismatch", "auth-keys-pair", "auth-key-invalid", "auth-thumbprint-lengths",
+       "auth-keys-and-thumbprints")
+def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    auth = entry.get("authentication")
+    if type(auth) is not dict:
+        return
+    keys = _strings(auth.get("symmetricKey"), "primaryKey", "secondaryKey")
+    prints = _strings(auth.get("x509Thumbprint"), "primaryThumbprint", "secondaryThumbprint")
+    kind = auth.get("type")
+    kind = kind if type(kind) is str else None
+    lowered = kind.lower() if kind else None
+    if keys and prints:
+        emit("auth-keys-and-thumbprints", ("authentication",),
+             "authentication has both symmetricKey and x509Thumbprint; a device uses one of them")
+    elif lowered == "sas" and prints:
+        emit("auth-type-mismatch", ("authentication", "x509Thumbprint"),
+             "type sas authenticates with symmetric keys, but x509Thumbprint is set")
+    elif lowered == "selfsigned" and keys:
+        emit("auth-type-mismatch", ("authentication", "symmetricKey"),
+             "type selfSigned authenticates with x509Thumbprint, but symmetricKey is set")
+    elif lowered == "selfsigned" and "primaryThumbprint" not in prints:
+        emit("auth-type-mismatch", ("authentication", "type"),
+             "type selfSigned needs x509Thumbprint.primaryThumbprint")
+    elif lowered in ("certificateauthority", "none") and (keys or prints):
+        emit("auth-type-mismatch", ("authentication", "type"),
+             f"type {kind} carries no key material, but "
+             f"{'symmetricKey' if keys else 'x509Thumbprint'} is set")
+    if len(keys) == 1:
+        (given,) = keys
+        missing = "secondaryKey" if given == "primaryKey" else "primaryKey"
+        emit("auth-keys-pair", ("authentication", "symmetricKey", missing),
+             f"symmetricKey has {given} but no {missing}; give both, or neither to have the "
+             "service generate them")
+    for name, key in keys.items():
+        problem = _key_problem(key)
+        if problem:
+            emit("auth-key-invalid", ("authentication", "symmetricKey", name),
+                 f"{name} {problem}; a key is base64 of {LIMITS['key_min_bytes']} to "
+                 f"{LIMITS['key_max_bytes']} bytes")
+    if len(prints) == 2:
+        primary, secondary = prints["primaryThumbprint"], prints["secondaryThumbprint"]
+        if len(primary) != len(secondary) and len(primary) in (40, 64) and len(secondary) in (40, 64):
+            emit("auth-thumbprint-lengths", ("authentication", "x509Thumbprint"),
+                 f"primaryThumbprint has {len(primary)} hex digits and secondaryThumbprint "
+                 f"{len(secondary)}; both must be SHA-1 (40) or both SHA-256 (64)")
+
+
+def _key_problem(key: str) -> str | None:
+    try:
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return f"{_show(key, 16)} is not valid base64"
+    if not LIMITS["key_min_bytes"] <= len(raw) <= LIMITS["key_max_bytes"]:
+        return f"decodes to {len(raw)} bytes"
+    return None
+
+
+# --- twins -------------------------------------------------------------------------------------
+
+_SECTIONS = (("tags", ("tags",), "tags_bytes"),
+             ("desired", ("properties", "desired"), "desired_bytes"),
+             ("reported", ("properties", "reported"), "reported_bytes"))
+_METADATA = ("$metadata", "$version")
+
+
+@check("twin-key-length", "twin-string-length", "twin-integer-range", "twin-section-size",
+       "twin-array-api-version", "twin-metadata-ignored")
+def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    arrays_ok = api_at_least(ctx.api_version, LIMITS["arrays_since"])
+    for name, path, limit_name in _SECTIONS:
+        section: Any = entry
+        for step in path:
+            section = section.get(step) if type(section) is dict else None
+        if type(section) is not dict:
+            continue
+        size = 0
+        for key, value in section.items():
+            if key in _METADATA and name != "tags":
+                if ctx.mode == "bulk":
+                    emit("twin-metadata-ignored", (*path, key),
+                         f"{key} in {name} is maintained by the service; a bulk call ignores it")
+                continue
+            size += _member(key, value, (*path, key), arrays_ok, emit)
+        limit = LIMITS[limit_name]
+        if size > limit:
+            emit("twin-section-size", path,
+                 f"{name} is {size} bytes by the docs' size algorithm, over the {limit} byte limit")
+
+
+_INT_MIN, _INT_MAX = LIMITS["twin_integer_min"], LIMITS["twin_integer_max"]
+_KEY_MAX, _STR_MAX = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
+
+
+def _member(key: str, value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
+    """Size of one twin member (key + value), emitting problems of the key and the value."""
+    # A character is at most 4 UTF-8 bytes: only long strings need encoding to be measured.
+    if len(key) > _KEY_MAX // 4 and len(key.encode("utf-8", "surrogatepass")) > _KEY_MAX:
+        emit("twin-key-length", path, f"key is {len(key.encode('utf-8', 'surrogatepass'))} "
+             f"bytes in UTF-8, over {_KEY_MAX}")
+    return len(key) + _value(value, path, arrays_ok, emit)
+
+
+def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
+    kind = type(value)
+    if kind is str:
+        if len(value) > _STR_MAX // 4:
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > _STR_MAX:
+                emit("twin-string-length", path, f"string value is {size} bytes in UTF-8, "
+                     f"over {_STR_MAX}")
+        return len(value)
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            emit("twin-integer-range", path, f"integer {value} is outside -2^52 .. 2^52-1")
+        return 8
+    if kind is float or value is None:
+        return 8 if kind is float else 0
+    if kind is bool:
+        return 4
+    if kind is dict:
+        return sum(_member(k, v, (*path, k), arrays_ok, emit) for k, v in value.items()
+                   if type(k) is str)
+    if kind is list:
+        if not arrays_ok:
+            emit("twin-array-api-version", path,
+                 f"arrays in twins need api-version {LIMITS['arrays_since']} or later")
+        return sum(_value(v, (*path, i), arrays_ok, emit) for i, v in enumerate(value))
+    return 0
+
+
+@check("parent-scopes-api-version")
+def parent_scopes_version(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    if "parentScopes" in entry and not api_at_least(ctx.api_version,
+                                                    LIMITS["parent_scopes_since"]):
+        emit("parent-scopes-api-version", ("parentScopes",),
+             f"api-version {ctx.api_version} has no parentScopes; the service ignores it")

@@ -1,0 +1,374 @@
+"""Validation: parse -> schema pass -> rule checks -> located, sorted findings in a Report.
+
+Valid input takes the fast path (orjson, the compiled schema's boolean walk, the checks); only a
+payload with findings is scanned again exactly, to give each finding its line and column.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, NamedTuple
+
+import bulkreg_schema
+
+from . import _engine
+from ._checks import CHECKS, Context
+from ._parse import Problem, Scan, decode, fast_load, line_index, position, scan
+from ._rules import RULES
+
+__all__ = ["Finding", "Report", "validate", "validate_import"]
+
+Path = tuple[str | int, ...]
+_BIG_INTEGER = re.compile(rb"[0-9]{20}")  # a literal orjson would turn into a float
+DEFAULT_MAX_FINDINGS = 10_000
+
+
+class Finding(NamedTuple):
+    """One problem, as the hub would see it."""
+
+    rule: str
+    code: str | None
+    severity: str
+    pointer: str  # RFC 6901, into the payload (bulk) or into the line's object (import)
+    line: int | None
+    column: int | None
+    message: str
+    evidence: str
+
+
+class Report(NamedTuple):
+    findings: tuple[Finding, ...]
+    entries: int  # devices seen (array entries, or non-blank import lines)
+    truncated: int = 0  # findings left out beyond max_findings
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        """No error finding (warnings allowed)."""
+        return not any(f.severity == "error" for f in self.findings)
+
+
+# --- compiled schemas, loaded once on first use ------------------------------------------------
+
+_COMPILED: dict[str, _engine.Compiled] = {}
+
+
+def schema(name: str) -> _engine.Compiled:
+    if name not in _COMPILED:
+        documents = bulkreg_schema.registry()
+        _COMPILED[name] = _engine.compile_schema(documents, bulkreg_schema.BASE_URI + name + ".json")
+    return _COMPILED[name]
+
+
+# --- findings ----------------------------------------------------------------------------------
+
+Raw = tuple[str, Path, str]  # rule, path, message
+
+
+def pointer(path: Path) -> str:
+    return "".join("/" + str(seg).replace("~", "~0").replace("/", "~1") for seg in path)
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    if type(value) is str:
+        return repr(value if len(value) <= limit else value[:limit] + "…")
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_JSON_TYPES = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               dict: "an object", list: "an array", type(None): "null"}
+
+
+def _field(path: Path) -> str:
+    for seg in reversed(path):
+        if type(seg) is str:
+            return seg
+        return f"entry {seg}" if len(path) == 1 else f"item {seg}"
+    return "the body"
+
+
+def schema_message(error: _engine.Error) -> Raw:
+    rule, path, keyword, expected, value = error
+    where = _field(path)
+    summary = RULES[rule].summary
+    if keyword == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        found = _JSON_TYPES.get(type(value), type(value).__name__)
+        if rule in ("twin-depth", "twin-array-null"):
+            return rule, path, f"{where} is {found}: {summary}"
+        return rule, path, f"{where} is {found}, expected {' or '.join(kinds)}"
+    if keyword == "enum":
+        canonical = [e for e in expected if type(value) is str and type(e) is str
+                     and e.lower() == value.lower()]
+        if canonical:
+            return "enum-case", path, f"{where} {_show(value)} is written {canonical[0]!r} in " \
+                "the contract; the service accepts other casings, other tools may not"
+        choices = ", ".join(str(e) for e in expected if e is not None)
+        return rule, path, f"{where} {_show(value)} is not one of: {choices}"
+    if keyword == "additionalProperties":
+        near = [d for d in expected if d.lower() == str(value).lower()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return rule, path, f"unknown member {_show(value)}{hint}: {summary}"
+    if keyword == "required":
+        missing = [n for n in expected if n not in value]
+        return rule, path, f"{where} has no {', '.join(missing)}: {summary}"
+    if keyword == "pattern" and path and value == path[-1] and rule == "twin-key-chars":
+        return rule, path, f"key {_show(value)}: {summary}"
+    if keyword in ("maxLength", "minLength"):
+        return rule, path, f"{where} has {len(value)} characters: {summary}"
+    if keyword in ("maxItems", "minItems"):
+        return rule, path, f"{where} has {len(value)} entries: {summary}"
+    return rule, path, f"{where} {_show(value)}: {summary}"
+
+
+def _sort_key(finding: tuple[Path, str, int | None]) -> tuple[Any, ...]:
+    path, rule, line = finding
+    return (line or 0, [(0, s, "") if type(s) is int else (1, 0, s) for s in path], rule)
+
+
+class _Locator:
+    """Turns raw findings into Findings with line/column from an exact scan of the text."""
+
+    def __init__(self, sc: Scan | None, line_offset: int = 0) -> None:
+        self.scan = sc
+        self.line_offset = line_offset
+        self.lines = line_index(sc.text) if sc is not None else None
+
+    def where(self, path: Path, offset: int | None = None) -> tuple[int | None, int | None]:
+        if self.scan is None:
+            return None, None
+        if offset is None:
+            starts = self.scan.starts
+            probe = path
+            while probe not in starts and probe:
+                probe = probe[:-1]
+            offset = starts.get(probe, 0)
+        line, column = position(self.scan.text, offset, self.lines)
+        return line + self.line_offset, column
+
+    def finding(self, rule: str, path: Path, message: str, offset: int | None = None) -> Finding:
+        row = RULES[rule]
+        line, column = self.where(path, offset)
+        return Finding(rule, row.code, row.severity, pointer(path), line, column, message,
+                       row.evidence)
+
+
+def _problems(loc: _Locator, problems: Iterable[Problem]) -> list[Finding]:
+    return [loc.finding(p.rule, p.path, p.message, p.offset) for p in problems]
+
+
+def _sorted(findings: Iterable[Finding], paths: dict[int, Path]) -> list[Finding]:
+    items = list(findings)
+    keyed = sorted(range(len(items)), key=lambda i: _sort_key(
+        (paths[i], items[i].rule, items[i].line)) + (items[i].column or 0,))
+    return [items[i] for i in keyed]
+
+
+# --- checking a parsed value -------------------------------------------------------------------
+
+
+def _python_problems(value: Any, path: Path, out: list[Raw], depth: int = 0) -> None:
+    """What a parsed Python value holds that JSON cannot (validate() of a parsed payload)."""
+    if depth > 1024:
+        out.append(("json-depth", path, "nesting deeper than 1024 levels"))
+        return
+    kind = type(value)
+    if kind is float and not math.isfinite(value):
+        out.append(("json-nonfinite", path, f"{value!r} is not a JSON number"))
+    elif kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                out.append(("value-type", path, f"member name {_show(key)} is not a string"))
+            else:
+                _python_problems(item, (*path, key), out, depth + 1)
+    elif kind is list:
+        for index, item in enumerate(value):
+            _python_problems(item, (*path, index), out, depth + 1)
+    elif kind not in _JSON_TYPES:
+        out.append(("value-type", path, f"{kind.__name__} is not a JSON value"))
+
+
+def check_entry(entry: Any, ctx: Context, prefix: Path, out: list[Raw]) -> None:
+    """The rule checks of one entry (an object); paths are made absolute with ``prefix``."""
+    if type(entry) is not dict:
+        return
+
+    def emit(rule: str, path: Path, message: str) -> None:
+        out.append((rule, (*prefix, *path), message))
+
+    for fn in CHECKS:
+        fn(entry, ctx, emit)
+
+
+def _duplicate(ids: dict[str, Any], entry: Any, where: Any, path: Path, out: list[Raw],
+               describe: str) -> None:
+    if type(entry) is not dict:
+        return
+    device_id = entry.get("id")
+    if type(device_id) is not str:
+        return
+    first = ids.setdefault(device_id, where)
+    if first != where:
+        out.append(("duplicate-id", (*path, "id"),
+                    f"device id {_show(device_id)} already appears at {describe.format(first)}; "
+                    "an id may appear only once per call (import: per file)"))
+
+
+def check_bulk(value: Any, ctx: Context) -> list[Raw]:
+    out: list[Raw] = []
+    compiled = schema("BulkRequest")
+    if not compiled.ok(value):
+        errors: list[_engine.Error] = []
+        compiled.errors(value, (), errors)
+        out.extend(schema_message(e) for e in errors)
+    if type(value) is list:
+        ids: dict[str, int] = {}
+        for index, entry in enumerate(value):
+            check_entry(entry, ctx, (index,), out)
+            _duplicate(ids, entry, index, (index,), out, "/{}/id")
+    return out
+
+
+def check_line(value: Any, ctx: Context) -> list[Raw]:
+    out: list[Raw] = []
+    compiled = schema("ImportLine")
+    if not compiled.ok(value):
+        errors: list[_engine.Error] = []
+        compiled.errors(value, (), errors)
+        out.extend(schema_message(e) for e in errors)
+    check_entry(value, ctx, (), out)
+    return out
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def _as_bytes(payload: str) -> tuple[bytes | None, Finding | None]:
+    try:
+        return payload.encode("utf-8"), None
+    except UnicodeEncodeError as exc:
+        line, column = position(payload, exc.start)
+        rule = RULES["json-lone-surrogate"]
+        return None, Finding(rule.id, rule.code, rule.severity, "", line, column,
+                             f"the text holds a lone surrogate U+{ord(payload[exc.start]):04X}",
+                             rule.evidence)
+
+
+def _text_findings(data: bytes, ctx: Context, checker: Any, line_offset: int = 0,
+                   extra: Iterable[Raw] = ()) -> tuple[Any, list[Finding], bool]:
+    """Check one JSON text. Returns (value or None, findings, readable)."""
+    value = None if _BIG_INTEGER.search(data) else fast_load(data)
+    if value is not None:
+        raw = checker(value, ctx)
+        raw.extend(extra)
+        if not raw:
+            return value, [], True
+    text, bad = decode(data)
+    if text is None:
+        assert bad is not None
+        # the text before the bad byte decodes alike with replacement characters
+        line, column = position(data.decode("utf-8", "replace"), bad.offset)
+        row = RULES[bad.rule]
+        return None, [Finding(bad.rule, row.code, row.severity, "", line + line_offset, column,
+                              bad.message, row.evidence)], False
+    sc = scan(text)
+    loc = _Locator(sc, line_offset)
+    found = _problems(loc, sc.problems)
+    paths = {i: p.path for i, p in enumerate(sc.problems)}
+    if sc.fatal:
+        return None, _sorted(found, paths), False
+    raw = checker(sc.value, ctx)
+    raw.extend(extra)
+    for rule, path, message in raw:
+        paths[len(found)] = path
+        found.append(loc.finding(rule, path, message))
+    return sc.value, _sorted(found, paths), True
+
+
+def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION) -> Report:
+    """Check a bulk payload: bytes or str of JSON text, or an already parsed value.
+
+    Never raises for bad payloads; every problem is a Finding in the Report.
+    """
+    ctx = Context("bulk", api_version)
+    if isinstance(payload, bytes | bytearray | memoryview):
+        payload = bytes(payload)
+    elif isinstance(payload, str):
+        payload, bad = _as_bytes(payload)
+        if bad is not None:
+            return Report((bad,), 0)
+    else:
+        raw: list[Raw] = []
+        _python_problems(payload, (), raw)
+        if not any(r[0] == "json-depth" for r in raw):
+            raw.extend(check_bulk(payload, ctx))
+        loc = _Locator(None)
+        found = [loc.finding(*r) for r in raw]
+        entries = len(payload) if type(payload) is list else 0
+        return Report(tuple(_sorted(found, {i: r[1] for i, r in enumerate(raw)})), entries)
+    value, found, _ = _text_findings(payload, ctx, check_bulk)
+    entries = len(value) if type(value) is list else 0
+    return Report(tuple(found), entries)
+
+
+def iter_import(
+    stream: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    *,
+    api_version: str = bulkreg_schema.API_VERSION,
+) -> Iterator[Finding | int]:
+    """Findings of an import file, line by line, in constant memory (but the id set).
+
+    Yields Findings, and finally the number of entries (an int).
+    """
+    ctx = Context("import", api_version)
+    ids: dict[str, int] = {}
+    entries = 0
+    lineno = 0
+    for lineno, line in enumerate(stream, 1):  # noqa: B007 - lineno is used after the loop
+        data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+        data = data.rstrip(b"\r\n")
+        if not data.strip(b" \t\r"):
+            row = RULES["import-blank-line"]
+            yield Finding(row.id, row.code, row.severity, "", lineno, 1,
+                          "blank line: an import file holds one device object per line",
+                          row.evidence)
+            continue
+        entries += 1
+        value, found, readable = _text_findings(data, ctx, check_line, lineno - 1)
+        yield from found
+        if readable and type(value) is dict:
+            dup: list[Raw] = []
+            _duplicate(ids, value, lineno, (), dup, "line {}")
+            for rule, path, message in dup:
+                yield _Locator(scan(data.decode("utf-8")), lineno - 1).finding(rule, path, message)
+    yield entries
+
+
+def validate_import(
+    stream: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    *,
+    api_version: str = bulkreg_schema.API_VERSION,
+    max_findings: int = DEFAULT_MAX_FINDINGS,
+) -> Report:
+    """Check a newline-delimited import file (devices.txt) read from ``stream``."""
+    kept: list[Finding] = []
+    left_out = 0
+    entries = 0
+    for item in iter_import(stream, api_version=api_version):
+        if isinstance(item, int):
+            entries = item
+        elif len(kept) < max_findings:
+            kept.append(item)
+        else:
+            left_out += 1
+    return Report(tuple(kept), entries, left_out)
