@@ -33,6 +33,18 @@ KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
 # desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
 PROPERTY_ROOT_KEY_PATTERN = r"^(\$metadata|\$version|[^.$ \u0000-\u001F\u007F-\u009F]+)$"
 MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays up to depth 10
+# facts.md §2.7: twin integers lie in [-2^52, 2^52-1]. Every double beyond 2^52 is integral, so the
+# bounds can apply to all numbers; JSON Schema counts 1e20 as an integer too.
+TWIN_NUMBER_RANGE = {"minimum": -(2**52), "maximum": 2**52 - 1}
+TWIN_NUMBER_RULES = {"minimum": "twin-integer-range", "maximum": "twin-integer-range"}
+# facts.md §2.3: base64 of 16..64 bytes (CS SymmetricKey); "" means "generate" (Node).
+# n bytes = q full 4-char groups plus a tail: n = 3q (q 6..21), 3q+1 "xx==" (q 5..21),
+# 3q+2 "xxx=" (q 5..20).
+_B64 = "[A-Za-z0-9+/]"
+KEY_PATTERN_B64 = (
+    f"^$|^(?:(?:{_B64}{{4}}){{6,21}}|(?:{_B64}{{4}}){{5,21}}{_B64}{{2}}==|"
+    f"(?:{_B64}{{4}}){{5,20}}{_B64}{{3}}=)$"
+)
 THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # facts.md §2.4 SHA-1 or SHA-256
 BULK_MODES = [
     "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
@@ -78,7 +90,8 @@ def twin_collection() -> dict[str, Any]:
             "scalars, since a nested object or array would be at depth "
             f"{MAX_TWIN_DEPTH + 1}.",
             "type": ["string", "number", "boolean", "null"],
-            "x-bulkreg-rule": "twin-depth",
+            **TWIN_NUMBER_RANGE,
+            "x-bulkreg-rule": {"type": "twin-depth", **TWIN_NUMBER_RULES},
         },
     }
     for depth in range(MAX_TWIN_DEPTH, 0, -1):
@@ -87,6 +100,8 @@ def twin_collection() -> dict[str, Any]:
             "propertyNames": ref("#/$defs/key"),
             "additionalProperties": ref(f"#/$defs/level{depth + 1}"),
             "items": ref(f"#/$defs/item{depth + 1}"),
+            **TWIN_NUMBER_RANGE,
+            "x-bulkreg-rule": TWIN_NUMBER_RULES,
         }
     for depth in range(1, MAX_TWIN_DEPTH + 2):
         defs[f"item{depth}"] = {
@@ -184,14 +199,13 @@ def export_import_device() -> dict[str, Any]:
 
 
 def import_line() -> dict[str, Any]:
-    fields = {
-        name: ref(f"ExportImportDevice.json#/properties/{name}")
-        for name in device_fields({})
-        if name != "importMode"
-    }
-    fields["importMode"] = {
+    import_mode = {
         "description": "The import operation; createOrUpdate when omitted.",
         "enum": IMPORT_MODES,
+    }
+    fields = {
+        name: import_mode if name == "importMode" else ref(f"ExportImportDevice.json#/properties/{name}")
+        for name in device_fields({})
     }
     return document(
         "ImportLine",
@@ -200,7 +214,7 @@ def import_line() -> dict[str, Any]:
         {
             "type": "object",
             "required": ["id"],
-            "properties": dict(sorted(fields.items(), key=lambda kv: list(device_fields({})).index(kv[0]))),
+            "properties": fields,
             "additionalProperties": False,
             "x-bulkreg-rule": {"required": "device-id-missing"},
         },
@@ -227,7 +241,14 @@ def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
             "Base64 primary and secondary keys; both or neither (empty or null: generated).",
             {
                 "type": ["object", "null"],
-                "properties": {"primaryKey": NULLABLE_STRING, "secondaryKey": NULLABLE_STRING},
+                "properties": {
+                    name: {
+                        "type": ["string", "null"],
+                        "pattern": KEY_PATTERN_B64,
+                        "x-bulkreg-rule": "auth-key-invalid",
+                    }
+                    for name in ("primaryKey", "secondaryKey")
+                },
                 "additionalProperties": False,
             },
         ),

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from ._rules import LIMITS, RULES
 
-__all__ = ["CHECKS", "Context", "api_at_least"]
+__all__ = ["CHECKS", "Context", "api_at_least", "checks_for"]
 
 Path = tuple[str | int, ...]
 Emit = Callable[[str, Path, str], None]
@@ -22,22 +22,32 @@ Emit = Callable[[str, Path, str], None]
 class Context(NamedTuple):
     mode: str  # "bulk" | "import"
     api_version: str
+    # False when the text is too short for any twin size or byte-length limit to be exceeded
+    # (see _validate._SHORT_TEXT): the twin walk is then skipped when nothing else needs it.
+    exhaustive: bool = True
 
 
 Check = Callable[[dict[str, Any], Context, Emit], None]
-CHECKS: dict[Check, tuple[str, ...]] = {}
+Applies = Callable[[Context], bool]
+CHECKS: dict[Check, tuple[tuple[str, ...], Applies]] = {}
 
 
-def check(*rule_ids: str) -> Callable[[Check], Check]:
+def check(*rule_ids: str, applies: Applies = lambda ctx: True) -> Callable[[Check], Check]:
+    """Register a check for ``rule_ids``; ``applies`` says for which contexts it can fire."""
     for rule_id in rule_ids:
         if RULES[rule_id].where != "rule":
             raise ValueError(f"rule {rule_id} is carried by the {RULES[rule_id].where}")
 
     def register(fn: Check) -> Check:
-        CHECKS[fn] = rule_ids
+        CHECKS[fn] = (rule_ids, applies)
         return fn
 
     return register
+
+
+def checks_for(ctx: Context) -> tuple[Check, ...]:
+    """The checks that can fire in ``ctx``, so that hot loops call no others."""
+    return tuple(fn for fn, (_, applies) in CHECKS.items() if applies(ctx))
 
 
 def api_at_least(api_version: str, since: str) -> bool:
@@ -56,7 +66,7 @@ _UNSUPPORTED_ID_CHARS = "+#;"
 def unsupported_id_chars(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     for field in ("id", "moduleId"):
         value = entry.get(field)
-        if type(value) is str:
+        if type(value) is str and ("+" in value or "#" in value or ";" in value):
             bad = sorted({c for c in value if c in _UNSUPPORTED_ID_CHARS})
             if bad:
                 emit("id-unsupported-char", (field,),
@@ -83,7 +93,7 @@ def _present(entry: dict[str, Any], field: str) -> bool:
     return entry.get(field) not in (None, "", {}, [])
 
 
-@check("import-mode-missing")
+@check("import-mode-missing", applies=lambda ctx: ctx.mode == "bulk")
 def import_mode_missing(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     if ctx.mode == "bulk" and "importMode" not in entry:
         emit("import-mode-missing", (), "entry has no importMode; say create, update, delete, "
@@ -106,7 +116,8 @@ def etags_required(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
 @check("mode-ignored-field")
 def mode_ignored_fields(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     mode = _mode(entry)
-    if mode is None:
+    if mode is None or (mode not in _DELETE_MODES and mode not in _TWIN_MODES
+                        and "eTag" not in entry and "twinETag" not in entry):
         return
     ignored: list[str] = []
     if mode not in _ETAG_USERS and _present(entry, "eTag"):
@@ -125,14 +136,20 @@ def mode_ignored_fields(entry: dict[str, Any], ctx: Context, emit: Emit) -> None
 # --- authentication ----------------------------------------------------------------------------
 
 
-def _strings(obj: Any, *names: str) -> dict[str, str]:
-    """The non-empty string members ``names`` of ``obj`` (empty or null means absent)."""
+def _strings(obj: Any, first: str, second: str) -> dict[str, str]:
+    """The non-empty string members ``first``/``second`` of ``obj`` (empty or null: absent)."""
     if type(obj) is not dict:
         return {}
-    return {n: obj[n] for n in names if type(obj.get(n)) is str and obj[n] != ""}
+    found = {}
+    a, b = obj.get(first), obj.get(second)
+    if type(a) is str and a:
+        found[first] = a
+    if type(b) is str and b:
+        found[second] = b
+    return found
 
 
-@check("auth-type-mismatch", "auth-keys-pair", "auth-key-invalid", "auth-thumbprint-lengths",
+@check("auth-type-mismatch", "auth-keys-pair", "auth-thumbprint-lengths",
        "auth-keys-and-thumbprints")
 def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     auth = entry.get("authentication")
@@ -165,12 +182,6 @@ def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
         emit("auth-keys-pair", ("authentication", "symmetricKey", missing),
              f"symmetricKey has {given} but no {missing}; give both, or neither to have the "
              "service generate them")
-    for name, key in keys.items():
-        problem = _key_problem(key)
-        if problem:
-            emit("auth-key-invalid", ("authentication", "symmetricKey", name),
-                 f"{name} {problem}; a key is base64 of {LIMITS['key_min_bytes']} to "
-                 f"{LIMITS['key_max_bytes']} bytes")
     if len(prints) == 2:
         primary, secondary = prints["primaryThumbprint"], prints["secondaryThumbprint"]
         if len(primary) != len(secondary) and len(primary) in (40, 64) and len(secondary) in (40, 64):
@@ -179,14 +190,13 @@ def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
                  f"{len(secondary)}; both must be SHA-1 (40) or both SHA-256 (64)")
 
 
-def _key_problem(key: str) -> str | None:
+def key_problem(key: str) -> str:
+    """Why ``key`` fails the schema's key pattern, for the finding's message."""
     try:
         raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        return f"{_show(key, 16)} is not valid base64"
-    if not LIMITS["key_min_bytes"] <= len(raw) <= LIMITS["key_max_bytes"]:
-        return f"decodes to {len(raw)} bytes"
-    return None
+        return "is not valid base64"
+    return f"decodes to {len(raw)} bytes"
 
 
 # --- twins -------------------------------------------------------------------------------------
@@ -197,8 +207,13 @@ _SECTIONS = (("tags", ("tags",), "tags_bytes"),
 _METADATA = ("$metadata", "$version")
 
 
-@check("twin-key-length", "twin-string-length", "twin-integer-range", "twin-section-size",
-       "twin-array-api-version", "twin-metadata-ignored")
+def _twin_walk_needed(ctx: Context) -> bool:
+    return ctx.exhaustive or ctx.mode == "bulk" or not api_at_least(
+        ctx.api_version, LIMITS["arrays_since"])
+
+
+@check("twin-key-length", "twin-string-length", "twin-section-size", "twin-array-api-version",
+       "twin-metadata-ignored", applies=_twin_walk_needed)
 def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     arrays_ok = api_at_least(ctx.api_version, LIMITS["arrays_since"])
     for name, path, limit_name in _SECTIONS:
@@ -221,20 +236,22 @@ def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
                  f"{name} is {size} bytes by the docs' size algorithm, over the {limit} byte limit")
 
 
-_INT_MIN, _INT_MAX = LIMITS["twin_integer_min"], LIMITS["twin_integer_max"]
 _KEY_MAX, _STR_MAX = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
 
 
 def _member(key: str, value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
     """Size of one twin member (key + value), emitting problems of the key and the value."""
     # A character is at most 4 UTF-8 bytes: only long strings need encoding to be measured.
-    if len(key) > _KEY_MAX // 4 and len(key.encode("utf-8", "surrogatepass")) > _KEY_MAX:
-        emit("twin-key-length", path, f"key is {len(key.encode('utf-8', 'surrogatepass'))} "
-             f"bytes in UTF-8, over {_KEY_MAX}")
+    if len(key) > _KEY_MAX // 4:
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > _KEY_MAX:
+            emit("twin-key-length", path, f"key is {size} bytes in UTF-8, over {_KEY_MAX}")
     return len(key) + _value(value, path, arrays_ok, emit)
 
 
 def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
+    """Size of one twin value by the docs' algorithm: strings by characters, numbers 8 bytes,
+    booleans 4, containers the sum of their contents."""
     kind = type(value)
     if kind is str:
         if len(value) > _STR_MAX // 4:
@@ -243,26 +260,29 @@ def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
                 emit("twin-string-length", path, f"string value is {size} bytes in UTF-8, "
                      f"over {_STR_MAX}")
         return len(value)
-    if kind is int:
-        if not _INT_MIN <= value <= _INT_MAX:
-            emit("twin-integer-range", path, f"integer {value} is outside -2^52 .. 2^52-1")
+    if kind is int or kind is float:
         return 8
-    if kind is float or value is None:
-        return 8 if kind is float else 0
     if kind is bool:
         return 4
     if kind is dict:
-        return sum(_member(k, v, (*path, k), arrays_ok, emit) for k, v in value.items()
-                   if type(k) is str)
+        total = 0
+        for k, v in value.items():
+            if type(k) is str:
+                total += _member(k, v, (*path, k), arrays_ok, emit)
+        return total
     if kind is list:
         if not arrays_ok:
             emit("twin-array-api-version", path,
                  f"arrays in twins need api-version {LIMITS['arrays_since']} or later")
-        return sum(_value(v, (*path, i), arrays_ok, emit) for i, v in enumerate(value))
+        total = 0
+        for i, v in enumerate(value):
+            total += _value(v, (*path, i), arrays_ok, emit)
+        return total
     return 0
 
 
-@check("parent-scopes-api-version")
+@check("parent-scopes-api-version",
+       applies=lambda ctx: not api_at_least(ctx.api_version, LIMITS["parent_scopes_since"]))
 def parent_scopes_version(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     if "parentScopes" in entry and not api_at_least(ctx.api_version,
                                                     LIMITS["parent_scopes_since"]):

@@ -95,6 +95,7 @@ class _Compiler:
     def __init__(self, documents: dict[str, dict[str, Any]]) -> None:
         self.documents = documents
         self.cache: dict[tuple[str, str], Compiled] = {}
+        self.building: set[tuple[str, str]] = set()
 
     def resolve(self, base: str, ref: str) -> tuple[str, str, dict[str, Any]]:
         file, _, fragment = ref.partition("#")
@@ -114,10 +115,82 @@ class _Compiler:
         if key in self.cache:
             return self.cache[key]
         compiled = self.cache[key] = Compiled()
-        oks, errs = self.keywords(uri, fragment, schema)
-        compiled.ok = _all(oks)
+        self.building.add(key)
+        _, errs = self.keywords(uri, fragment, schema)
         compiled.errors = _each(errs)
+        compiled.ok = self.fused_ok(uri, fragment, schema)
+        self.building.discard(key)
         return compiled
+
+    def ok_of(self, target: Compiled, key: tuple[str, str]) -> Ok:
+        # A finished node's ok is bound directly; one still being built (a recursive schema)
+        # is reached through the Compiled object, which is filled in when it is done.
+        return (lambda v: target.ok(v)) if key in self.building else target.ok
+
+    def fused_ok(self, uri: str, fragment: str, schema: dict[str, Any]) -> Ok:
+        """One closure per node that dispatches on the value's type once (the fast path)."""
+        general: list[Ok] = []
+        strings: list[Ok] = []
+        for keyword, value in schema.items():
+            if keyword == "$ref":
+                ref_uri, ref_fragment, target = self.resolve(uri, value)
+                general.append(self.ok_of(self.node(ref_uri, ref_fragment, target),
+                                          (ref_uri, ref_fragment)))
+            elif keyword in ("type", "enum", "required", "minItems", "maxItems", "minimum",
+                             "maximum"):
+                general.append(self.assertion(keyword, value, schema, f"{uri}#{fragment}"))
+            elif keyword in ("pattern", "maxLength", "minLength"):
+                strings.append(self.assertion(keyword, value, schema, f"{uri}#{fragment}"))
+
+        def sub(suffix: str) -> Ok:
+            key = (uri, f"{fragment}/{suffix}")
+            return self.ok_of(self.cache[key], key)
+
+        props = {name: sub(f"properties/{name}") for name in schema.get("properties", {})}
+        extra_schema = schema.get("additionalProperties", True)
+        closed = extra_schema is False
+        extra = sub("additionalProperties") if isinstance(extra_schema, dict) else None
+        names = sub("propertyNames") if "propertyNames" in schema else None
+        items = sub("items") if "items" in schema else None
+        has_object = bool(props) or closed or extra is not None or names is not None
+        if len(general) == 1 and not (strings or has_object or items):
+            return general[0]  # a bare $ref or a single assertion: no wrapper call
+        if general == [] and strings and not (has_object or items):
+            string_all = _all(strings)
+            return lambda v: type(v) is not str or string_all(v)
+        general_all = _all(general)
+        string_all_ = _all(strings) if strings else None
+        get = props.get
+
+        def object_ok(v: dict[str, Any]) -> bool:
+            for k, x in v.items():
+                if names is not None and not names(k):
+                    return False
+                check = get(k)
+                if check is not None:
+                    if not check(x):
+                        return False
+                elif closed:
+                    return False
+                elif extra is not None and not extra(x):
+                    return False
+            return True
+
+        def ok(v: Any) -> bool:
+            if not general_all(v):
+                return False
+            t = type(v)
+            if t is str:
+                return string_all_ is None or string_all_(v)
+            if t is dict:
+                return not has_object or object_ok(v)
+            if t is list and items is not None:
+                for x in v:
+                    if not items(x):
+                        return False
+            return True
+
+        return ok
 
     def rule_for(self, schema: dict[str, Any], keyword: str, where: str) -> str:
         note = schema.get("x-bulkreg-rule")
@@ -129,11 +202,9 @@ class _Compiler:
             return DEFAULT_RULES[keyword]
         raise SchemaError(f"{where}: keyword {keyword!r} names no rule (x-bulkreg-rule)")
 
-    def keywords(
-        self, uri: str, fragment: str, schema: dict[str, Any]
-    ) -> tuple[list[Ok], list[Errors]]:
+    def keywords(self, uri: str, fragment: str, schema: dict[str, Any]) -> tuple[None, list[Errors]]:
+        """The detailed (error-collecting) half of every keyword; compiles subschemas too."""
         where = f"{uri}#{fragment}"
-        oks: list[Ok] = []
         errs: list[Errors] = []
 
         def child(sub: Any, suffix: str) -> Compiled:
@@ -146,40 +217,32 @@ class _Compiler:
                 continue
             if keyword == "$ref":
                 target = self.node(*self.resolve(uri, value))
-                oks.append(lambda v, t=target: t.ok(v))
                 errs.append(lambda v, p, o, t=target: t.errors(v, p, o))
                 continue
             if keyword == "properties":
                 known = {name: child(sub, f"properties/{name}") for name, sub in value.items()}
-                oks.append(_properties_ok(known))
                 errs.append(_properties_errors(known))
                 continue
             if keyword == "items":
-                oks_, errs_ = _items(child(value, "items"))
-                oks.append(oks_)
-                errs.append(errs_)
+                errs.append(_items_errors(child(value, "items")))
                 continue
             if keyword == "propertyNames":
                 names = child(value, "propertyNames")
-                oks.append(_property_names_ok(names))
                 errs.append(_property_names_errors(names))
                 continue
             if keyword == "additionalProperties":
                 declared = frozenset(schema.get("properties", {}))
                 if value is False:
                     rule = self.rule_for(schema, keyword, where)
-                    oks.append(_closed_ok(declared))
                     errs.append(_closed_errors(declared, rule))
                 else:
                     extra = child(value, "additionalProperties")
-                    oks.append(_additional_ok(declared, extra))
                     errs.append(_additional_errors(declared, extra))
                 continue
             rule = self.rule_for(schema, keyword, where)
             test = self.assertion(keyword, value, schema, where)
-            oks.append(test)
             errs.append(_assertion_errors(test, rule, keyword, value))
-        return oks, errs
+        return None, errs
 
     def assertion(self, keyword: str, value: Any, schema: dict[str, Any], where: str) -> Ok:
         if keyword == "type":
@@ -204,19 +267,37 @@ class _Compiler:
             return lambda v: type(v) is not list or len(v) <= value
         if keyword == "minItems":
             return lambda v: type(v) is not list or len(v) >= value
+        if keyword == "maximum":
+            return lambda v: not (type(v) is int or type(v) is float) or v <= value
+        if keyword == "minimum":
+            return lambda v: not (type(v) is int or type(v) is float) or v >= value
         if keyword == "required":
             names = tuple(value)
             return lambda v: type(v) is not dict or all(n in v for n in names)
         raise SchemaError(f"{where}: keyword {keyword!r} is not supported by this compiler")
 
 
+def _true(value: Any) -> bool:
+    return True
+
+
 def _all(oks: list[Ok]) -> Ok:
     if not oks:
-        return lambda v: True
+        return _true
     if len(oks) == 1:
         return oks[0]
+    if len(oks) == 2:
+        first, second = oks
+        return lambda v: first(v) and second(v)
     checks = tuple(oks)
-    return lambda v: all(check(v) for check in checks)
+
+    def every(v: Any) -> bool:
+        for check in checks:
+            if not check(v):
+                return False
+        return True
+
+    return every
 
 
 def _each(errs: list[Errors]) -> Errors:
@@ -237,19 +318,6 @@ def _assertion_errors(test: Ok, rule: str, keyword: str, expected: Any) -> Error
     return run
 
 
-def _properties_ok(known: dict[str, Compiled]) -> Ok:
-    items = tuple((name, sub.ok) for name, sub in known.items())
-
-    def ok(value: Any) -> bool:
-        if type(value) is not dict:
-            return True
-        for name, check in items:
-            if name in value and not check(value[name]):
-                return False
-        return True
-
-    return ok
-
 
 def _properties_errors(known: dict[str, Compiled]) -> Errors:
     def run(value: Any, path: Path, out: list[Error]) -> None:
@@ -260,9 +328,6 @@ def _properties_errors(known: dict[str, Compiled]) -> Errors:
 
     return run
 
-
-def _closed_ok(declared: frozenset[str]) -> Ok:
-    return lambda v: type(v) is not dict or declared.issuperset(v)
 
 
 def _closed_errors(declared: frozenset[str], rule: str) -> Errors:
@@ -275,18 +340,6 @@ def _closed_errors(declared: frozenset[str], rule: str) -> Errors:
     return run
 
 
-def _additional_ok(declared: frozenset[str], extra: Compiled) -> Ok:
-    check = extra.ok
-
-    def ok(value: Any) -> bool:
-        if type(value) is not dict:
-            return True
-        if declared:
-            return all(check(v) for k, v in value.items() if k not in declared)
-        return all(map(check, value.values()))
-
-    return ok
-
 
 def _additional_errors(declared: frozenset[str], extra: Compiled) -> Errors:
     def run(value: Any, path: Path, out: list[Error]) -> None:
@@ -298,23 +351,14 @@ def _additional_errors(declared: frozenset[str], extra: Compiled) -> Errors:
     return run
 
 
-def _items(sub: Compiled) -> tuple[Ok, Errors]:
-    check = sub.ok
-
-    def ok(value: Any) -> bool:
-        return type(value) is not list or all(map(check, value))
-
+def _items_errors(sub: Compiled) -> Errors:
     def run(value: Any, path: Path, out: list[Error]) -> None:
         if type(value) is list:
             for index, item in enumerate(value):
                 sub.errors(item, (*path, index), out)
 
-    return ok, run
+    return run
 
-
-def _property_names_ok(names: Compiled) -> Ok:
-    check = names.ok
-    return lambda v: type(v) is not dict or all(map(check, v))
 
 
 def _property_names_errors(names: Compiled) -> Errors:

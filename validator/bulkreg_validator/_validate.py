@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import math
 import re
+
+import orjson
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 import bulkreg_schema
 
 from . import _engine
-from ._checks import CHECKS, Context
-from ._parse import Problem, Scan, decode, fast_load, line_index, position, scan
+from ._checks import Check, Context, checks_for, key_problem
+from ._parse import _ESCAPED_COLON, Problem, Scan, decode, fast_load, line_index, position, scan
 from ._rules import RULES
 
 __all__ = ["Finding", "Report", "validate", "validate_import"]
 
 Path = tuple[str | int, ...]
-_BIG_INTEGER = re.compile(rb"[0-9]{20}")  # a literal orjson would turn into a float
+# A text this short cannot hold a key over 1 KB, a string over 4 KB or a twin section over 8 KB
+# (the docs' size algorithm counts at most 4 bytes per byte of JSON text: a number "1," is 8).
+_SHORT_TEXT = 1024
 DEFAULT_MAX_FINDINGS = 10_000
 
 
@@ -94,7 +98,7 @@ def _field(path: Path) -> str:
         if type(seg) is str:
             return seg
         return f"entry {seg}" if len(path) == 1 else f"item {seg}"
-    return "the body"
+    return "the value"
 
 
 def schema_message(error: _engine.Error) -> Raw:
@@ -124,6 +128,8 @@ def schema_message(error: _engine.Error) -> Raw:
         return rule, path, f"{where} has no {', '.join(missing)}: {summary}"
     if keyword == "pattern" and path and value == path[-1] and rule == "twin-key-chars":
         return rule, path, f"key {_show(value)}: {summary}"
+    if rule == "auth-key-invalid" and type(value) is str:
+        return rule, path, f"{where} {_show(value, 16)} {key_problem(value)}: {summary}"
     if keyword in ("maxLength", "minLength"):
         return rule, path, f"{where} has {len(value)} characters: {summary}"
     if keyword in ("maxItems", "minItems"):
@@ -198,7 +204,8 @@ def _python_problems(value: Any, path: Path, out: list[Raw], depth: int = 0) -> 
         out.append(("value-type", path, f"{kind.__name__} is not a JSON value"))
 
 
-def check_entry(entry: Any, ctx: Context, prefix: Path, out: list[Raw]) -> None:
+def check_entry(entry: Any, ctx: Context, prefix: Path, out: list[Raw],
+                checks: tuple[Check, ...] | None = None) -> None:
     """The rule checks of one entry (an object); paths are made absolute with ``prefix``."""
     if type(entry) is not dict:
         return
@@ -206,7 +213,7 @@ def check_entry(entry: Any, ctx: Context, prefix: Path, out: list[Raw]) -> None:
     def emit(rule: str, path: Path, message: str) -> None:
         out.append((rule, (*prefix, *path), message))
 
-    for fn in CHECKS:
+    for fn in checks if checks is not None else checks_for(ctx):
         fn(entry, ctx, emit)
 
 
@@ -233,18 +240,45 @@ def check_bulk(value: Any, ctx: Context) -> list[Raw]:
         out.extend(schema_message(e) for e in errors)
     if type(value) is list:
         ids: dict[str, int] = {}
+        checks = checks_for(ctx)
         for index, entry in enumerate(value):
-            check_entry(entry, ctx, (index,), out)
+            check_entry(entry, ctx, (index,), out, checks)
             _duplicate(ids, entry, index, (index,), out, "/{}/id")
     return out
 
 
-def check_line(value: Any, ctx: Context) -> list[Raw]:
+_ACCEPT: dict[str, Any] = {}
+
+
+def fast_accept(name: str, *, many: bool = False) -> Any:
+    """A boolean validator of schema ``name`` (``many``: of a list of them) for hot loops,
+    on jsonschema-rs when it is installed.
+
+    The Rust engine reads the same schema files and only says yes or no; every no is explained by
+    the compiled Python schema, so findings are the same either way (tests/test_engine.py checks
+    that the engines agree).
+    """
+    key = name + ("[]" if many else "")
+    if key not in _ACCEPT:
+        target = {"$ref": bulkreg_schema.BASE_URI + name + ".json"}
+        try:
+            import jsonschema_rs  # noqa: PLC0415 - only import files pay for loading it
+
+            registry = jsonschema_rs.Registry(list(bulkreg_schema.registry().items()))
+            document = {"type": "array", "items": target} if many else target
+            _ACCEPT[key] = jsonschema_rs.validator_for(document, registry=registry).is_valid
+        except ImportError:
+            ok = schema(name).ok
+            _ACCEPT[key] = (lambda values: all(map(ok, values))) if many else ok
+    return _ACCEPT[key]
+
+
+def check_line(value: Any, ctx: Context, *, schema_ok: bool | None = None) -> list[Raw]:
+    """Findings of one import line's object (``schema_ok``: the schema verdict, if known)."""
     out: list[Raw] = []
-    compiled = schema("ImportLine")
-    if not compiled.ok(value):
+    if not (fast_accept("ImportLine")(value) if schema_ok is None else schema_ok):
         errors: list[_engine.Error] = []
-        compiled.errors(value, (), errors)
+        schema("ImportLine").errors(value, (), errors)
         out.extend(schema_message(e) for e in errors)
     check_entry(value, ctx, (), out)
     return out
@@ -267,9 +301,9 @@ def _as_bytes(payload: str) -> tuple[bytes | None, Finding | None]:
 def _text_findings(data: bytes, ctx: Context, checker: Any, line_offset: int = 0,
                    extra: Iterable[Raw] = ()) -> tuple[Any, list[Finding], bool]:
     """Check one JSON text. Returns (value or None, findings, readable)."""
-    value = None if _BIG_INTEGER.search(data) else fast_load(data)
+    value = fast_load(data)
     if value is not None:
-        raw = checker(value, ctx)
+        raw = checker(value, ctx._replace(exhaustive=len(data) > _SHORT_TEXT))
         raw.extend(extra)
         if not raw:
             return value, [], True
@@ -287,7 +321,7 @@ def _text_findings(data: bytes, ctx: Context, checker: Any, line_offset: int = 0
     paths = {i: p.path for i, p in enumerate(sc.problems)}
     if sc.fatal:
         return None, _sorted(found, paths), False
-    raw = checker(sc.value, ctx)
+    raw = checker(sc.value, ctx._replace(exhaustive=True))
     raw.extend(extra)
     for rule, path, message in raw:
         paths[len(found)] = path
@@ -321,6 +355,9 @@ def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION) -> 
     return Report(tuple(found), entries)
 
 
+BATCH = 256  # lines checked together on the fast path
+
+
 def iter_import(
     stream: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
     *,
@@ -328,30 +365,100 @@ def iter_import(
 ) -> Iterator[Finding | int]:
     """Findings of an import file, line by line, in constant memory (but the id set).
 
-    Yields Findings, and finally the number of entries (an int).
+    Yields Findings in line order, and finally the number of entries (an int).
     """
-    ctx = Context("import", api_version)
-    ids: dict[str, int] = {}
-    entries = 0
-    lineno = 0
-    for lineno, line in enumerate(stream, 1):  # noqa: B007 - lineno is used after the loop
+    state = _ImportState(Context("import", api_version))
+    batch: list[tuple[int, bytes]] = []
+    for lineno, line in enumerate(stream, 1):
         data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
-        data = data.rstrip(b"\r\n")
+        batch.append((lineno, data.rstrip(b"\r\n")))
+        if len(batch) == BATCH:
+            yield from state.batch(batch)
+            batch = []
+    yield from state.batch(batch)
+    yield state.entries
+
+
+class _ImportState:
+    """What an import run carries from line to line: the id table and the entry count."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.quick = ctx._replace(exhaustive=False)
+        self.checks = checks_for(ctx)
+        self.quick_checks = checks_for(self.quick)
+        self.ids: dict[str, int] = {}
+        self.entries = 0
+        self.accept = fast_accept("ImportLine")
+        self.accept_many = fast_accept("ImportLine", many=True)
+
+    def batch(self, lines: list[tuple[int, bytes]]) -> Iterator[Finding]:
+        """Fast path: parse each line, prove the batch free of duplicate keys at once, validate
+        it with one schema call; any line with a finding is redone exactly by ``line``."""
+        values = self.parse_all(lines)
+        if values is None:
+            for lineno, data in lines:
+                yield from self.line(lineno, data)
+            return
+        schema_ok = self.accept_many(values)
+        for (lineno, data), value in zip(lines, values, strict=True):
+            self.entries += 1
+            ctx, checks = (self.quick, self.quick_checks) if len(data) <= _SHORT_TEXT else (
+                self.ctx, self.checks)
+            raw: list[Raw] = []
+            if not (schema_ok or self.accept(value)):
+                raw = check_line(value, ctx, schema_ok=False)
+            else:
+                check_entry(value, ctx, (), raw, checks)
+            if raw:
+                self.entries -= 1
+                yield from self.line(lineno, data)
+                continue
+            device_id = value.get("id")
+            if type(device_id) is str and self.ids.setdefault(device_id, lineno) != lineno:
+                yield self.duplicate(lineno, data, device_id)
+
+    def parse_all(self, lines: list[tuple[int, bytes]]) -> list[Any] | None:
+        """Every line's object, or None when some line needs the exact path."""
+        values = []
+        loads = orjson.loads
+        try:
+            for _, data in lines:
+                value = loads(data)
+                if type(value) is not dict:
+                    return None
+                values.append(value)
+        except orjson.JSONDecodeError:
+            return None
+        joined = b"\n".join(data for _, data in lines)
+        # see fast_load: fewer ':' after re-serialising means a repeated key somewhere
+        # (blank lines and a BOM already failed orjson.loads)
+        if joined.count(b":") != orjson.dumps(values).count(b":") or _ESCAPED_COLON.search(joined):
+            return None
+        return values
+
+    def line(self, lineno: int, data: bytes) -> Iterator[Finding]:
+        """The exact path for one line."""
         if not data.strip(b" \t\r"):
             row = RULES["import-blank-line"]
             yield Finding(row.id, row.code, row.severity, "", lineno, 1,
                           "blank line: an import file holds one device object per line",
                           row.evidence)
-            continue
-        entries += 1
-        value, found, readable = _text_findings(data, ctx, check_line, lineno - 1)
+            return
+        self.entries += 1
+        value, found, readable = _text_findings(data, self.ctx, check_line, lineno - 1)
         yield from found
         if readable and type(value) is dict:
-            dup: list[Raw] = []
-            _duplicate(ids, value, lineno, (), dup, "line {}")
-            for rule, path, message in dup:
-                yield _Locator(scan(data.decode("utf-8")), lineno - 1).finding(rule, path, message)
-    yield entries
+            device_id = value.get("id")
+            if type(device_id) is str and self.ids.setdefault(device_id, lineno) != lineno:
+                yield self.duplicate(lineno, data, device_id)
+
+    def duplicate(self, lineno: int, data: bytes, device_id: str) -> Finding:
+        first = self.ids[device_id]
+        loc = _Locator(scan(data.decode("utf-8", "replace")), lineno - 1)
+        return loc.finding("duplicate-id", ("id",),
+                           f"device id {_show(device_id)} already appears at line {first}; an id "
+                           "may appear only once per import file")
 
 
 def validate_import(
