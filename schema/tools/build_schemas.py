@@ -204,7 +204,8 @@ def import_line() -> dict[str, Any]:
         "enum": IMPORT_MODES,
     }
     fields = {
-        name: import_mode if name == "importMode" else ref(f"ExportImportDevice.json#/properties/{name}")
+        name: import_mode if name == "importMode"
+        else ref(f"ExportImportDevice.json#/properties/{name}")
         for name in device_fields({})
     }
     return document(

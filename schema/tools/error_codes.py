@@ -1,4 +1,4 @@
-"""The 217 errorCode names of DeviceRegistryOperationError, in the order of the service definition."""
+"""The 217 errorCode names of DeviceRegistryOperationError, in the service definition's order."""
 
 ERROR_CODES = (
     "AmqpAddressNotFound",

@@ -8,6 +8,7 @@ input: a field of the wrong type is the schema's finding, so a check skips it.
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,6 +26,8 @@ class Context(NamedTuple):
     # False when the text is too short for any twin size or byte-length limit to be exceeded
     # (see _validate._SHORT_TEXT): the twin walk is then skipped when nothing else needs it.
     exhaustive: bool = True
+    # validate the schema part with jsonschema-rs (servers: worth its import time; lint: not)
+    accelerate: bool = False
 
 
 Check = Callable[[dict[str, Any], Context, Emit], None]
@@ -169,9 +172,9 @@ def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     elif lowered == "selfsigned" and keys:
         emit("auth-type-mismatch", ("authentication", "symmetricKey"),
              "type selfSigned authenticates with x509Thumbprint, but symmetricKey is set")
-    elif lowered == "selfsigned" and "primaryThumbprint" not in prints:
+    elif lowered == "selfsigned" and not prints:
         emit("auth-type-mismatch", ("authentication", "type"),
-             "type selfSigned needs x509Thumbprint.primaryThumbprint")
+             "type selfSigned needs an x509Thumbprint (primary, secondary or both)")
     elif lowered in ("certificateauthority", "none") and (keys or prints):
         emit("auth-type-mismatch", ("authentication", "type"),
              f"type {kind} carries no key material, but "
@@ -184,7 +187,8 @@ def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
              "service generate them")
     if len(prints) == 2:
         primary, secondary = prints["primaryThumbprint"], prints["secondaryThumbprint"]
-        if len(primary) != len(secondary) and len(primary) in (40, 64) and len(secondary) in (40, 64):
+        lengths = {len(primary), len(secondary)}
+        if lengths == {40, 64}:  # other lengths are the schema's auth-thumbprint-format
             emit("auth-thumbprint-lengths", ("authentication", "x509Thumbprint"),
                  f"primaryThumbprint has {len(primary)} hex digits and secondaryThumbprint "
                  f"{len(secondary)}; both must be SHA-1 (40) or both SHA-256 (64)")
@@ -207,49 +211,84 @@ _SECTIONS = (("tags", ("tags",), "tags_bytes"),
 _METADATA = ("$metadata", "$version")
 
 
+def _section(entry: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    section: Any = entry
+    for step in path:
+        section = section.get(step) if type(section) is dict else None
+    return section if type(section) is dict else None
+
+
+@check("twin-metadata-ignored", applies=lambda ctx: ctx.mode == "bulk")
+def twin_metadata(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
+    properties = entry.get("properties")
+    if type(properties) is not dict:
+        return
+    for name, path, _ in _SECTIONS[1:]:
+        section = _section(entry, path)
+        for key in _METADATA:
+            if section is not None and key in section:
+                emit("twin-metadata-ignored", (*path, key),
+                     f"{key} in {name} is maintained by the service; a bulk call ignores it")
+
+
 def _twin_walk_needed(ctx: Context) -> bool:
-    return ctx.exhaustive or ctx.mode == "bulk" or not api_at_least(
-        ctx.api_version, LIMITS["arrays_since"])
+    return ctx.exhaustive or not api_at_least(ctx.api_version, LIMITS["arrays_since"])
 
 
 @check("twin-key-length", "twin-string-length", "twin-section-size", "twin-array-api-version",
-       "twin-metadata-ignored", applies=_twin_walk_needed)
+       applies=_twin_walk_needed)
 def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     arrays_ok = api_at_least(ctx.api_version, LIMITS["arrays_since"])
     for name, path, limit_name in _SECTIONS:
-        section: Any = entry
-        for step in path:
-            section = section.get(step) if type(section) is dict else None
-        if type(section) is not dict:
+        section = _section(entry, path)
+        if section is None:
             continue
         size = 0
         for key, value in section.items():
             if key in _METADATA and name != "tags":
-                if ctx.mode == "bulk":
-                    emit("twin-metadata-ignored", (*path, key),
-                         f"{key} in {name} is maintained by the service; a bulk call ignores it")
                 continue
-            size += _member(key, value, (*path, key), arrays_ok, emit)
+            size += _member(key, value, (*path, key), arrays_ok, emit, 1)
         limit = LIMITS[limit_name]
+        if size > limit:  # measured with len(): now exactly, without control characters
+            size -= _controls(section)
         if size > limit:
             emit("twin-section-size", path,
                  f"{name} is {size} bytes by the docs' size algorithm, over the {limit} byte limit")
 
 
 _KEY_MAX, _STR_MAX = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
+_MAX_DEPTH = 11  # one past the schema's twin depth, so that walks stay shallow
 
 
-def _member(key: str, value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _controls(node: Any, depth: int = 0) -> int:
+    """C0/C1 control characters in the keys and strings of ``node`` (the docs' size algorithm
+    counts characters "excluding C0/C1"), bar the service-maintained $metadata/$version."""
+    if type(node) is str:
+        return len(_CONTROL.findall(node))
+    if depth > _MAX_DEPTH:
+        return 0
+    if type(node) is dict:
+        return sum(_controls(k) + _controls(v, depth + 1) for k, v in node.items()
+                   if k not in _METADATA)
+    if type(node) is list:
+        return sum(_controls(v, depth + 1) for v in node)
+    return 0
+
+
+def _member(key: str, value: Any, path: Path, arrays_ok: bool, emit: Emit, depth: int) -> int:
     """Size of one twin member (key + value), emitting problems of the key and the value."""
     # A character is at most 4 UTF-8 bytes: only long strings need encoding to be measured.
     if len(key) > _KEY_MAX // 4:
         size = len(key.encode("utf-8", "surrogatepass"))
         if size > _KEY_MAX:
             emit("twin-key-length", path, f"key is {size} bytes in UTF-8, over {_KEY_MAX}")
-    return len(key) + _value(value, path, arrays_ok, emit)
+    return len(key) + _value(value, path, arrays_ok, emit, depth)
 
 
-def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
+def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit, depth: int) -> int:
     """Size of one twin value by the docs' algorithm: strings by characters, numbers 8 bytes,
     booleans 4, containers the sum of their contents."""
     kind = type(value)
@@ -264,11 +303,13 @@ def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
         return 8
     if kind is bool:
         return 4
+    if depth > _MAX_DEPTH:
+        return 0  # deeper than twins go: the schema's twin-depth finding says so
     if kind is dict:
         total = 0
         for k, v in value.items():
             if type(k) is str:
-                total += _member(k, v, (*path, k), arrays_ok, emit)
+                total += _member(k, v, (*path, k), arrays_ok, emit, depth + 1)
         return total
     if kind is list:
         if not arrays_ok:
@@ -276,7 +317,7 @@ def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit) -> int:
                  f"arrays in twins need api-version {LIMITS['arrays_since']} or later")
         total = 0
         for i, v in enumerate(value):
-            total += _value(v, (*path, i), arrays_ok, emit)
+            total += _value(v, (*path, i), arrays_ok, emit, depth + 1)
         return total
     return 0
 

@@ -26,7 +26,9 @@ Errors = Callable[[Any, Path, list[Error]], None]
 ANNOTATIONS = frozenset(
     {"$schema", "$id", "title", "description", "$defs", "x-bulkreg-rule", "default", "examples"}
 )
-DEFAULT_RULES = {"type": "value-type", "enum": "enum-value", "additionalProperties": "unknown-property"}
+DEFAULT_RULES = {
+    "type": "value-type", "enum": "enum-value", "additionalProperties": "unknown-property",
+}
 
 
 class SchemaError(Exception):
@@ -103,8 +105,8 @@ class _Compiler:
         if uri not in self.documents:
             raise SchemaError(f"$ref {ref!r} from {base} names no known schema ({uri})")
         node: Any = self.documents[uri]
-        for token in filter(None, fragment.split("/")):
-            token = token.replace("~1", "/").replace("~0", "~")
+        for raw in filter(None, fragment.split("/")):
+            token = raw.replace("~1", "/").replace("~0", "~")
             if not isinstance(node, dict) or token not in node:
                 raise SchemaError(f"$ref {ref!r} from {base}: no {token!r}")
             node = node[token]
@@ -116,7 +118,7 @@ class _Compiler:
             return self.cache[key]
         compiled = self.cache[key] = Compiled()
         self.building.add(key)
-        _, errs = self.keywords(uri, fragment, schema)
+        errs = self.keywords(uri, fragment, schema)
         compiled.errors = _each(errs)
         compiled.ok = self.fused_ok(uri, fragment, schema)
         self.building.discard(key)
@@ -170,9 +172,7 @@ class _Compiler:
                 if check is not None:
                     if not check(x):
                         return False
-                elif closed:
-                    return False
-                elif extra is not None and not extra(x):
+                elif closed or (extra is not None and not extra(x)):
                     return False
             return True
 
@@ -202,7 +202,7 @@ class _Compiler:
             return DEFAULT_RULES[keyword]
         raise SchemaError(f"{where}: keyword {keyword!r} names no rule (x-bulkreg-rule)")
 
-    def keywords(self, uri: str, fragment: str, schema: dict[str, Any]) -> tuple[None, list[Errors]]:
+    def keywords(self, uri: str, fragment: str, schema: dict[str, Any]) -> list[Errors]:
         """The detailed (error-collecting) half of every keyword; compiles subschemas too."""
         where = f"{uri}#{fragment}"
         errs: list[Errors] = []
@@ -217,7 +217,7 @@ class _Compiler:
                 continue
             if keyword == "$ref":
                 target = self.node(*self.resolve(uri, value))
-                errs.append(lambda v, p, o, t=target: t.errors(v, p, o))
+                errs.append(_ref_errors(target))
                 continue
             if keyword == "properties":
                 known = {name: child(sub, f"properties/{name}") for name, sub in value.items()}
@@ -242,7 +242,7 @@ class _Compiler:
             rule = self.rule_for(schema, keyword, where)
             test = self.assertion(keyword, value, schema, where)
             errs.append(_assertion_errors(test, rule, keyword, value))
-        return None, errs
+        return errs
 
     def assertion(self, keyword: str, value: Any, schema: dict[str, Any], where: str) -> Ok:
         if keyword == "type":
@@ -272,8 +272,8 @@ class _Compiler:
         if keyword == "minimum":
             return lambda v: not (type(v) is int or type(v) is float) or v >= value
         if keyword == "required":
-            names = tuple(value)
-            return lambda v: type(v) is not dict or all(n in v for n in names)
+            required = tuple(value)
+            return lambda v: type(v) is not dict or all(n in v for n in required)
         raise SchemaError(f"{where}: keyword {keyword!r} is not supported by this compiler")
 
 
@@ -310,6 +310,14 @@ def _each(errs: list[Errors]) -> Errors:
     return run
 
 
+def _ref_errors(target: Compiled) -> Errors:
+    # through the Compiled object: a recursive target is filled in after this is built
+    def run(value: Any, path: Path, out: list[Error]) -> None:
+        target.errors(value, path, out)
+
+    return run
+
+
 def _assertion_errors(test: Ok, rule: str, keyword: str, expected: Any) -> Errors:
     def run(value: Any, path: Path, out: list[Error]) -> None:
         if not test(value):
@@ -335,7 +343,8 @@ def _closed_errors(declared: frozenset[str], rule: str) -> Errors:
         if type(value) is dict:
             for name in value:
                 if name not in declared:
-                    out.append((rule, (*path, name), "additionalProperties", sorted(declared), name))
+                    out.append(
+                        (rule, (*path, name), "additionalProperties", sorted(declared), name))
 
     return run
 

@@ -43,12 +43,16 @@ def fast_load(data: bytes) -> Any:
         return None
     try:
         value = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's recursion limit
         return None
     # Each key adds one ':' to the text; orjson keeps the last of duplicate keys, so the
     # re-serialised value has fewer ':' exactly when a key was repeated (string contents keep
     # theirs; an escaped colon would skew the count, so such texts take the exact path).
-    if data.count(b":") != orjson.dumps(value).count(b":") or _ESCAPED_COLON.search(data):
+    try:
+        again = orjson.dumps(value)
+    except TypeError:  # deeper than orjson.dumps goes (254 levels): the exact path decides
+        return None
+    if data.count(b":") != again.count(b":") or _ESCAPED_COLON.search(data):
         return None
     return value
 
@@ -120,7 +124,8 @@ class _Scanner:
         self.starts: dict[Path, int] = {}
         self.keep = keep_starts
 
-    def fatal(self, offset: int, message: str, rule: str = "json-syntax", path: Path = ()) -> _Fatal:
+    def fatal(self, offset: int, message: str, rule: str = "json-syntax",
+              path: Path = ()) -> _Fatal:
         return _Fatal(Problem(rule, offset, path, message))
 
     def skip(self, i: int) -> int:
@@ -151,7 +156,7 @@ class _Scanner:
             if i >= len(text):
                 raise self.fatal(i, "unexpected end of data: expected a value")
             ch = text[i]
-            if ch == "{" or ch == "[":
+            if ch in "{[":
                 if len(stack) >= LIMITS["json_max_depth"]:
                     raise self.fatal(i, f"nesting deeper than {LIMITS['json_max_depth']} levels",
                                      "json-depth", path)

@@ -10,7 +10,7 @@ generated from ``RULES`` (``python -m bulkreg_validator.cli rules --markdown``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["LIMITS", "RULES", "Rule"]
 
@@ -21,7 +21,9 @@ class Rule(NamedTuple):
     severity: str  # "error" | "warning"
     evidence: str  # "contract" | "documented" | "observed" | "inferred"
     scope: str  # "request": the hub rejects the call; "entry": only this entry fails
-    where: str  # "schema": a JSON Schema keyword carries it; "parser"; "rule": a check below
+    # "schema": a JSON Schema keyword carries it; "parser": the parser; "rule": a check in
+    # _checks.py; "document": the validator across entries or lines (duplicates, blank lines)
+    where: str
     summary: str
     source: str
 
@@ -29,7 +31,7 @@ class Rule(NamedTuple):
 # Limits JSON Schema cannot express (UTF-8 byte lengths, sizes, decoded lengths, ranges that
 # depend on the literal). Schema-expressible limits (id pattern, statusReason 128, depth 10,
 # key characters, thumbprint hex, 100 entries) are only in the schema files.
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "twin_key_bytes": 1024,  # facts §2.7, SWG PropertyContainer "up-to 1KB"
     "twin_string_bytes": 4096,  # facts §2.7, DOC-TW, EDGE TwinPropertyValueMaxLength
     "tags_bytes": 8 * 1024,  # facts §2.7, DOC-TW, DOC-QT
@@ -72,7 +74,7 @@ _ROWS = [
     ("too-many-devices", "TooManyDevices", "error", "contract", "request", "schema",
      "a bulk call carries at most 100 entries",
      "SWG/REST 'maximum of 100 devices'; 413 TooManyDevices (facts §2.8, §3.1)"),
-    ("duplicate-id", "DeviceDefinedMultipleTimes", "error", "observed", "request", "rule",
+    ("duplicate-id", "DeviceDefinedMultipleTimes", "error", "observed", "request", "document",
      "a device id may appear only once (whole file for imports), whatever its moduleId",
      "SWG 'specified only once'; azure-iot-sdk-csharp#3481 (facts §3.1, §8)"),
     ("value-type", "DeserializationError", "error", "observed", "request", "schema",
@@ -167,7 +169,7 @@ _ROWS = [
      f"parentScopes exists from api-version {LIMITS['parent_scopes_since']}; older versions "
      "ignore it",
      "PY210/PY223 models lack parentScopes (facts §1.3)"),
-    ("import-blank-line", None, "warning", "inferred", "request", "rule",
+    ("import-blank-line", None, "warning", "inferred", "request", "document",
      "an import file holds one device per line; blank lines are skipped",
      "DOC-BULK import format (facts §6.1)"),
 ]

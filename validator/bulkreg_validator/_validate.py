@@ -7,18 +7,17 @@ payload with findings is scanned again exactly, to give each finding its line an
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import orjson
-from collections.abc import Iterable, Iterator
-from typing import IO, Any, NamedTuple
 
 import bulkreg_schema
 
 from . import _engine
 from ._checks import Check, Context, checks_for, key_problem
 from ._parse import _ESCAPED_COLON, Problem, Scan, decode, fast_load, line_index, position, scan
-from ._rules import RULES
+from ._rules import LIMITS, RULES
 
 __all__ = ["Finding", "Report", "validate", "validate_import"]
 
@@ -26,6 +25,9 @@ Path = tuple[str | int, ...]
 # A text this short cannot hold a key over 1 KB, a string over 4 KB or a twin section over 8 KB
 # (the docs' size algorithm counts at most 4 bytes per byte of JSON text: a number "1," is 8).
 _SHORT_TEXT = 1024
+# Larger texts skip the orjson fast path (which would hold two more copies) and go straight to the
+# exact scanner: no valid payload comes near (100 entries of at most ~80 KB of twin each).
+_FAST_MAX = 16 * 1024 * 1024
 DEFAULT_MAX_FINDINGS = 10_000
 
 
@@ -69,7 +71,8 @@ _COMPILED: dict[str, _engine.Compiled] = {}
 def schema(name: str) -> _engine.Compiled:
     if name not in _COMPILED:
         documents = bulkreg_schema.registry()
-        _COMPILED[name] = _engine.compile_schema(documents, bulkreg_schema.BASE_URI + name + ".json")
+        uri = bulkreg_schema.BASE_URI + name + ".json"
+        _COMPILED[name] = _engine.compile_schema(documents, uri)
     return _COMPILED[name]
 
 
@@ -175,33 +178,51 @@ def _problems(loc: _Locator, problems: Iterable[Problem]) -> list[Finding]:
 
 def _sorted(findings: Iterable[Finding], paths: dict[int, Path]) -> list[Finding]:
     items = list(findings)
-    keyed = sorted(range(len(items)), key=lambda i: _sort_key(
-        (paths[i], items[i].rule, items[i].line)) + (items[i].column or 0,))
+    keyed = sorted(range(len(items)), key=lambda i: (
+        *_sort_key((paths[i], items[i].rule, items[i].line)), items[i].column or 0))
     return [items[i] for i in keyed]
 
 
 # --- checking a parsed value -------------------------------------------------------------------
 
 
-def _python_problems(value: Any, path: Path, out: list[Raw], depth: int = 0) -> None:
-    """What a parsed Python value holds that JSON cannot (validate() of a parsed payload)."""
-    if depth > 1024:
-        out.append(("json-depth", path, "nesting deeper than 1024 levels"))
-        return
-    kind = type(value)
-    if kind is float and not math.isfinite(value):
-        out.append(("json-nonfinite", path, f"{value!r} is not a JSON number"))
-    elif kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                out.append(("value-type", path, f"member name {_show(key)} is not a string"))
-            else:
-                _python_problems(item, (*path, key), out, depth + 1)
-    elif kind is list:
-        for index, item in enumerate(value):
-            _python_problems(item, (*path, index), out, depth + 1)
-    elif kind not in _JSON_TYPES:
-        out.append(("value-type", path, f"{kind.__name__} is not a JSON value"))
+def _python_problems(value: Any, out: list[Raw]) -> None:
+    """What a parsed Python value holds that JSON cannot (validate() of a parsed payload).
+
+    Iterative, like the scanner: a deep value costs no stack.
+    """
+    limit = LIMITS["json_max_depth"]
+    stack: list[tuple[Any, Path]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        kind = type(node)
+        if kind is float and not math.isfinite(node):
+            out.append(("json-nonfinite", path, f"{node!r} is not a JSON number"))
+        elif kind is str:
+            _surrogates(node, path, out)
+        elif kind is dict or kind is list:
+            if len(path) >= limit:
+                out.append(("json-depth", path, f"nesting deeper than {limit} levels"))
+                return
+            pairs = node.items() if kind is dict else enumerate(node)
+            for key, item in pairs:
+                if kind is dict and type(key) is not str:
+                    out.append(("value-type", path, f"member name {_show(key)} is not a string"))
+                else:
+                    if kind is dict:
+                        _surrogates(key, (*path, key), out)
+                    stack.append((item, (*path, key)))
+        elif kind not in _JSON_TYPES:
+            out.append(("value-type", path, f"{kind.__name__} is not a JSON value"))
+
+
+def _surrogates(text: str, path: Path, out: list[Raw]) -> None:
+    if not text.isascii():  # O(1): ASCII strings cannot hold a surrogate
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            out.append(("json-lone-surrogate", path, f"the string holds a lone surrogate "
+                        f"U+{ord(text[exc.start]):04X}, which UTF-8 cannot carry"))
 
 
 def check_entry(entry: Any, ctx: Context, prefix: Path, out: list[Raw],
@@ -231,18 +252,42 @@ def _duplicate(ids: dict[str, Any], entry: Any, where: Any, path: Path, out: lis
                     "an id may appear only once per call (import: per file)"))
 
 
+def schema_findings(name: str, value: Any, out: list[Raw]) -> None:
+    """The findings of schema ``name`` on ``value``.
+
+    The schema bounds every twin number to +-2^52 (JSON Schema cannot tell 1e300 from an integer
+    literal); the hub limits integer literals only (EDGE checks JTokenType.Integer). Values from
+    the exact scanner keep that difference, so a float literal's range finding is dropped here.
+    """
+    errors: list[_engine.Error] = []
+    schema(name).errors(value, (), errors)
+    out.extend(schema_message(e) for e in errors
+               if not (e[0] == "twin-integer-range" and type(e[4]) is float))
+
+
+def _short(entry: Any) -> bool:
+    """True when no twin size or byte limit can be exceeded in ``entry`` (see _SHORT_TEXT): its
+    compact re-serialisation is no longer than any text it came from."""
+    try:
+        return len(orjson.dumps(entry)) <= _SHORT_TEXT
+    except TypeError:  # too deep to serialise: not short
+        return False
+
+
 def check_bulk(value: Any, ctx: Context) -> list[Raw]:
     out: list[Raw] = []
-    compiled = schema("BulkRequest")
-    if not compiled.ok(value):
-        errors: list[_engine.Error] = []
-        compiled.errors(value, (), errors)
-        out.extend(schema_message(e) for e in errors)
+    accepted = fast_accept("BulkRequest") if ctx.accelerate else schema("BulkRequest").ok
+    if not accepted(value):
+        schema_findings("BulkRequest", value, out)
     if type(value) is list:
         ids: dict[str, int] = {}
-        checks = checks_for(ctx)
+        full, quick = ctx._replace(exhaustive=True), ctx._replace(exhaustive=False)
+        full_checks, quick_checks = checks_for(full), checks_for(quick)
         for index, entry in enumerate(value):
-            check_entry(entry, ctx, (index,), out, checks)
+            if _short(entry):
+                check_entry(entry, quick, (index,), out, quick_checks)
+            else:
+                check_entry(entry, full, (index,), out, full_checks)
             _duplicate(ids, entry, index, (index,), out, "/{}/id")
     return out
 
@@ -277,9 +322,7 @@ def check_line(value: Any, ctx: Context, *, schema_ok: bool | None = None) -> li
     """Findings of one import line's object (``schema_ok``: the schema verdict, if known)."""
     out: list[Raw] = []
     if not (fast_accept("ImportLine")(value) if schema_ok is None else schema_ok):
-        errors: list[_engine.Error] = []
-        schema("ImportLine").errors(value, (), errors)
-        out.extend(schema_message(e) for e in errors)
+        schema_findings("ImportLine", value, out)
     check_entry(value, ctx, (), out)
     return out
 
@@ -298,15 +341,15 @@ def _as_bytes(payload: str) -> tuple[bytes | None, Finding | None]:
                              rule.evidence)
 
 
-def _text_findings(data: bytes, ctx: Context, checker: Any, line_offset: int = 0,
-                   extra: Iterable[Raw] = ()) -> tuple[Any, list[Finding], bool]:
+def _text_findings(data: bytes, ctx: Context, checker: Any,
+                   line_offset: int = 0) -> tuple[Any, list[Finding], bool]:
     """Check one JSON text. Returns (value or None, findings, readable)."""
-    value = fast_load(data)
+    value = fast_load(data) if len(data) <= _FAST_MAX else None
     if value is not None:
         raw = checker(value, ctx._replace(exhaustive=len(data) > _SHORT_TEXT))
-        raw.extend(extra)
         if not raw:
             return value, [], True
+        value = None  # the exact scan below parses again: hold one parsed copy at a time
     text, bad = decode(data)
     if text is None:
         assert bad is not None
@@ -322,19 +365,25 @@ def _text_findings(data: bytes, ctx: Context, checker: Any, line_offset: int = 0
     if sc.fatal:
         return None, _sorted(found, paths), False
     raw = checker(sc.value, ctx._replace(exhaustive=True))
-    raw.extend(extra)
+    # a value the scanner replaced (NaN, 1e400, a lone surrogate) has its finding already
+    replaced = {p.path for p in sc.problems if p.rule != "json-duplicate-key"}
     for rule, path, message in raw:
+        if path in replaced:
+            continue
         paths[len(found)] = path
         found.append(loc.finding(rule, path, message))
     return sc.value, _sorted(found, paths), True
 
 
-def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION) -> Report:
+def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION,
+             accelerate: bool = False) -> Report:
     """Check a bulk payload: bytes or str of JSON text, or an already parsed value.
 
-    Never raises for bad payloads; every problem is a Finding in the Report.
+    Never raises for bad payloads; every problem is a Finding in the Report. ``accelerate``
+    checks the schema with jsonschema-rs (same verdicts): worth its ~50 ms import in a
+    long-running process such as the reference hub, not in a one-shot lint.
     """
-    ctx = Context("bulk", api_version)
+    ctx = Context("bulk", api_version, accelerate=accelerate)
     if isinstance(payload, bytes | bytearray | memoryview):
         payload = bytes(payload)
     elif isinstance(payload, str):
@@ -343,7 +392,7 @@ def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION) -> 
             return Report((bad,), 0)
     else:
         raw: list[Raw] = []
-        _python_problems(payload, (), raw)
+        _python_problems(payload, raw)
         if not any(r[0] == "json-depth" for r in raw):
             raw.extend(check_bulk(payload, ctx))
         loc = _Locator(None)
@@ -359,7 +408,7 @@ BATCH = 256  # lines checked together on the fast path
 
 
 def iter_import(
-    stream: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    stream: Iterable[bytes] | Iterable[str],
     *,
     api_version: str = bulkreg_schema.API_VERSION,
 ) -> Iterator[Finding | int]:
@@ -369,7 +418,8 @@ def iter_import(
     """
     state = _ImportState(Context("import", api_version))
     batch: list[tuple[int, bytes]] = []
-    for lineno, line in enumerate(stream, 1):
+    lines: Iterable[bytes | str] = stream
+    for lineno, line in enumerate(lines, 1):
         data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
         batch.append((lineno, data.rstrip(b"\r\n")))
         if len(batch) == BATCH:
@@ -422,20 +472,25 @@ class _ImportState:
         """Every line's object, or None when some line needs the exact path."""
         values = []
         loads = orjson.loads
+        colons = 0
         try:
             for _, data in lines:
+                if len(data) > _FAST_MAX or _ESCAPED_COLON.search(data):
+                    return None
+                colons += data.count(b":")
                 value = loads(data)
                 if type(value) is not dict:
                     return None
                 values.append(value)
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's recursion limit
             return None
-        joined = b"\n".join(data for _, data in lines)
         # see fast_load: fewer ':' after re-serialising means a repeated key somewhere
         # (blank lines and a BOM already failed orjson.loads)
-        if joined.count(b":") != orjson.dumps(values).count(b":") or _ESCAPED_COLON.search(joined):
+        try:
+            again = orjson.dumps(values)
+        except TypeError:  # deeper than orjson.dumps goes
             return None
-        return values
+        return values if colons == again.count(b":") else None
 
     def line(self, lineno: int, data: bytes) -> Iterator[Finding]:
         """The exact path for one line."""
@@ -462,7 +517,7 @@ class _ImportState:
 
 
 def validate_import(
-    stream: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    stream: Iterable[bytes] | Iterable[str],
     *,
     api_version: str = bulkreg_schema.API_VERSION,
     max_findings: int = DEFAULT_MAX_FINDINGS,

@@ -1,0 +1,144 @@
+"""``bulkreg conform``: test an endpoint (or the built-in hub) against the contract.
+
+Thin: parse arguments, build :class:`~bulkreg_conformance.runner.Settings`, run, report. Exit 0
+when the endpoint conforms, 1 on failures (deviations too with ``--strict``), 2 on a usage error
+or an unreachable endpoint. The connection string may come from ``BULKREG_CONNECTION_STRING`` so it
+stays out of shell history and CI logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bulkreg_conformance import report
+from bulkreg_conformance.client import ClientError
+from bulkreg_conformance.runner import SUITES, Result, Settings, run
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bulkreg conform",
+        description="Test an IoT Hub bulk registry endpoint against the contract. Without "
+                    "--endpoint, starts the built-in reference hub on 127.0.0.1 and tests it "
+                    "over real HTTP.")
+    p.add_argument("--endpoint", metavar="URL", help="base URL of the hub, gateway or mock")
+    p.add_argument("--connection-string", metavar="CS",
+                   help="service connection string (default: $BULKREG_CONNECTION_STRING); its "
+                        "HostName is what tokens are signed for")
+    p.add_argument("--suite", default=",".join(SUITES),
+                   help=f"comma-separated suites (default: {','.join(SUITES)})")
+    p.add_argument("--max-examples", type=int, default=25, metavar="N",
+                   help="hypothesis examples per generated suite (default 25)")
+    p.add_argument("--seed", type=int, help="seed for a reproducible run (default: random)")
+    p.add_argument("--strict", action="store_true",
+                   help="deviations from observed/inferred behaviour fail the run too")
+    p.add_argument("--prefix", help="device id prefix of this run (default: random)")
+    p.add_argument("--rate-limit", type=float, metavar="R", help="at most R requests per second")
+    p.add_argument("--max-requests", type=int, metavar="N", help="stop after N requests")
+    p.add_argument("--time-budget", type=float, default=50.0, metavar="SECONDS",
+                   help="stop drawing new cases after this long (default 50)")
+    p.add_argument("--report-json", metavar="FILE", help="write the JSON report here")
+    p.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
+    p.add_argument("--replay-dir", metavar="DIR",
+                   help="write one replay file per failure here (default: next to --report-json)")
+    p.add_argument("--replay", metavar="FILE", help="re-send the payload of a replay file")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    suites = tuple(s.strip() for s in args.suite.split(",") if s.strip())
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown or not suites:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown) or '(none)'}; known: "
+                         f"{', '.join(SUITES)}")
+    for name in ("max_examples", "max_requests"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rate_limit is not None and args.rate_limit <= 0:
+        raise ValueError("--rate-limit must be positive")
+    cs = args.connection_string or os.environ.get("BULKREG_CONNECTION_STRING")
+    if args.endpoint and not cs:
+        raise ValueError("--endpoint needs --connection-string or BULKREG_CONNECTION_STRING")
+    if cs and not args.endpoint:
+        raise ValueError("--connection-string needs --endpoint (the built-in hub makes its own)")
+    replay = None
+    prefix = args.prefix
+    if args.replay:
+        try:
+            replay = json.loads(Path(args.replay).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read replay file {args.replay}: {exc}") from None
+        if not isinstance(replay, dict) or "payload" not in replay:
+            raise ValueError(f"{args.replay} is not a bulkreg replay file")
+        prefix = prefix or replay.get("prefix")
+    return Settings(endpoint=args.endpoint, connection_string=cs, suites=suites,
+                    max_examples=args.max_examples, seed=args.seed, strict=args.strict,
+                    prefix=prefix, rate_limit=args.rate_limit, max_requests=args.max_requests,
+                    time_budget=args.time_budget, replay=replay)
+
+
+def _progress(stream: object) -> object:
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+
+    def show(step: str) -> None:
+        print(f"bulkreg conform: {step}…", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    cs = settings.connection_string or ""
+    key = cs.split("SharedAccessKey=", 1)[1].split(";", 1)[0] if "SharedAccessKey=" in cs else ""
+    return tuple(s for s in (cs, key) if s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        p.print_usage(sys.stderr)
+        print(f"bulkreg conform: error: {exc}", file=sys.stderr)
+        return 2
+    secrets = _secrets(settings)
+    try:
+        result = run(settings, progress=_progress(sys.stderr))  # type: ignore[arg-type]
+    except ClientError as exc:
+        print(f"bulkreg conform: error: {report.scrub(str(exc), secrets)}", file=sys.stderr)
+        return 2
+    _write(result, args, secrets)
+    print(report.summary(result, secrets))
+    return _exit_code(result)
+
+
+def _write(result: Result, args: argparse.Namespace, secrets: tuple[str, ...]) -> None:
+    if args.report_json:
+        report.write_json(result, args.report_json, secrets)
+    if args.junit_xml:
+        report.write_junit(result, args.junit_xml, secrets)
+    replay_dir = args.replay_dir or (str(Path(args.report_json).parent / "bulkreg-replays")
+                                     if args.report_json else None)
+    if replay_dir and result.failures:
+        for path in report.write_replays(result, replay_dir, secrets):
+            print(f"replay: bulkreg conform --replay {path}", file=sys.stderr)
+
+
+def _exit_code(result: Result) -> int:
+    unreachable = any("unreachable" in e for e in result.errors)
+    if unreachable and result.requests <= 1:
+        return 2
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""The reference hub's HTTP face: a WSGI app (werkzeug) in front of the registry model.
+
+Owns routing, api-version checks, SharedAccessSignature auth and permissions (checked before the
+body is read), the registry lock (every request that touches the registry is serialised, so two
+IfMatchETag writers can never both win), persisting a plan before answering, the fault knobs
+(throttling, latency, injected 5xx) and the admin endpoint ``/_bulkreg/admin``. What an operation
+answers is the model's business (``model.py``); this module only carries it over HTTP.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import orjson
+from werkzeug.wrappers import Request, Response
+
+from bulkreg_conformance.sas import Policy, SasError, verify_token
+
+from .model import API_VERSIONS, Changes, Plan, Registry, check_bulk
+from .store import MemoryStore, Store
+
+__all__ = ["ADMIN_PATH", "Faults", "Hub"]
+
+ADMIN_PATH = "/_bulkreg/admin"
+MAX_BODY = 16 * 1024 * 1024  # 100 entries with full twins stay far below this
+_READ = frozenset({"RegistryRead", "RegistryReadWrite"})
+_WRITE = frozenset({"RegistryReadWrite"})
+# decision: twin endpoints need ServiceConnect (DOC-TW); the bulk call, updateTwin* included,
+# needs RegistryReadWrite, decided before the body is read (facts §4.1, §8).
+_TWIN = frozenset({"ServiceConnect"})
+_ADMIN = frozenset({"RegistryReadWrite", "ServiceConnect"})
+
+WSGIEnviron = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+@dataclass
+class Faults:
+    """Fault knobs for testing clients; all off by default."""
+
+    throttle_rps: float = 0.0  # > 0: requests beyond this many per second get 429
+    latency_ms: float = 0.0  # added to every data-plane request
+    error_rate: float = 0.0  # fraction of data-plane requests answered 500 ServerError
+    seed: int | None = None  # for the error-rate draws
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name: f.type for f in fields(self)}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown fault knob {name!r}; known: {', '.join(known)}")
+            if name != "seed" and (not isinstance(value, int | float) or value < 0):
+                raise ValueError(f"fault knob {name} must be a number >= 0")
+            if name == "error_rate" and value > 1:
+                raise ValueError("error_rate is a fraction between 0 and 1")
+            setattr(self, name, value)
+
+
+class _Throttle:
+    """A fixed one-second window: the simplest counter that yields 429 beyond N req/s."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window = 0
+        self._count = 0
+
+    def over(self, limit: float, now: float) -> bool:
+        with self._lock:
+            window = int(now)
+            if window != self._window:
+                self._window, self._count = window, 0
+            self._count += 1
+            return self._count > limit
+
+
+class _Refused(Exception):
+    """An early answer (auth, api-version, faults) before the body is read."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.status)
+        self.plan = plan
+
+
+class Hub:
+    """The WSGI application of ``bulkreg serve``."""
+
+    def __init__(self, *, host_name: str, policies: dict[str, Policy],
+                 store: Store | None = None, faults: Faults | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.host_name = host_name
+        self.policies = policies
+        self.store: Store = store or MemoryStore()
+        self.faults = faults or Faults()
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.registry = self.store.load()
+        self._throttle = _Throttle()
+        self._random = random.Random(self.faults.seed)
+
+    # -- WSGI -----------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = MAX_BODY
+        response = self.respond(request)
+        return response(environ, start_response)
+
+    def respond(self, request: Request) -> Response:
+        try:
+            handler, args, permissions = self._route(request)
+            api_version = self._api_version(request, handler)
+            self._authorize(request, permissions)
+            if handler != self._admin:
+                self._inject_faults()
+            plan = handler(request, api_version, *args)
+        except _Refused as refused:
+            return self._response(refused.plan)
+        # werkzeug's server closes every connection after its response ("Connection: close"),
+        # so a body left unread by an early refusal is never taken for the next request.
+        return self._response(plan)
+
+    def _response(self, plan: Plan) -> Response:
+        body = b"" if plan.body is None else orjson.dumps(plan.body)
+        response = Response(body, status=plan.status, headers=plan.headers)
+        if plan.status == 429:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    # -- routing --------------------------------------------------------------------------------
+
+    Handler = Callable[..., Plan]
+
+    def _route(self, request: Request) -> tuple[Handler, tuple[str, ...], frozenset[str]]:
+        parts = request.path.strip("/").split("/")
+        method = request.method
+        table: dict[tuple[str, int], dict[str, tuple[Hub.Handler, frozenset[str]]]] = {
+            ("devices", 1): {"POST": (self._bulk, _WRITE)},
+            ("devices", 2): {"GET": (self._get_device, _READ), "PUT": (self._put_device, _WRITE),
+                             "DELETE": (self._delete_device, _WRITE)},
+            ("devices", 4): {"GET": (self._get_module, _READ)},
+            ("twins", 2): {"GET": (self._get_twin, _TWIN), "PUT": (self._replace_twin, _TWIN),
+                           "PATCH": (self._update_twin, _TWIN)},
+            ("twins", 4): {"GET": (self._get_module_twin, _TWIN)},
+            ("_bulkreg", 2): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
+            ("_bulkreg", 3): {"POST": (self._admin, _ADMIN)},
+        }
+        methods = table.get((parts[0], len(parts)))
+        if methods is None or (len(parts) == 4 and parts[2] != "modules") or \
+                (parts[0] == "_bulkreg" and parts[1] != "admin") or not all(parts):
+            raise _Refused(self.registry.error(404, "NotFound",
+                                               f"no such resource: {request.path}"))
+        if method not in methods:
+            raise _Refused(self.registry.error(405, "MethodNotAllowed",
+                                               f"{method} is not allowed on {request.path}"))
+        handler, permissions = methods[method]
+        return handler, tuple(parts[1:]), permissions
+
+    def _api_version(self, request: Request, handler: Handler) -> str:
+        version = request.args.get("api-version")
+        if handler == self._admin:
+            return version or API_VERSIONS[0]
+        if version not in API_VERSIONS:
+            shown = "missing" if version is None else "not supported"
+            raise _Refused(self.registry.error(
+                400, "InvalidProtocolVersion",
+                f"BadRequest: api-version is {shown}; supported: {', '.join(API_VERSIONS)}"))
+        return version
+
+    def _authorize(self, request: Request, needed: frozenset[str]) -> Policy:
+        header = request.headers.get("Authorization")
+        try:
+            if header is None:
+                raise SasError("no Authorization header")
+            policy = verify_token(header, policies=self.policies, host=self.host_name,
+                                  path=request.path, now=self.clock())
+        except SasError as exc:
+            raise _Refused(self.registry.error(401, "IotHubUnauthorizedAccess",
+                                               f"Unauthorized: {exc.reason}")) from None
+        granted = needed <= policy.permissions if needed is _ADMIN else \
+            bool(needed & policy.permissions)
+        if not granted:
+            raise _Refused(self.registry.error(
+                401, "IotHubUnauthorizedAccess",
+                f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
+        return policy
+
+    def _inject_faults(self) -> None:
+        faults = self.faults
+        if faults.throttle_rps > 0 and self._throttle.over(faults.throttle_rps, time.time()):
+            raise _Refused(self.registry.error(
+                429, "ThrottlingException",
+                "The request has been throttled. Wait 1 seconds and try again."))
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        if faults.error_rate > 0 and self._random.random() < faults.error_rate:
+            raise _Refused(self.registry.error(500, "ServerError",
+                                               "injected fault (bulkreg error_rate)"))
+
+    # -- the registry under its lock ------------------------------------------------------------
+
+    def _run(self, operation: Callable[[Registry], Plan]) -> Plan:
+        """Plan, persist, adopt: one at a time, persisted before the answer leaves."""
+        with self.lock:
+            plan = operation(self.registry)
+            if plan.changes.records:
+                try:
+                    self.store.write(plan.changes)
+                except Exception as exc:  # disk full, I/O error: refuse, keep the old state
+                    return self.registry.error(500, "ServerError",
+                                               f"the store failed: {type(exc).__name__}")
+            self.registry.adopt(plan.changes)
+            return plan
+
+    def _body(self, request: Request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise _Refused(self.registry.error(413, "MessageTooLarge",
+                                               f"the body exceeds {MAX_BODY} bytes"))
+        return request.get_data(cache=False)
+
+    def _bulk(self, request: Request, api_version: str) -> Plan:
+        checked = check_bulk(self._body(request), api_version=api_version)  # pure: unlocked
+        return self._run(lambda reg: reg.plan_bulk(checked))
+
+    def _get_device(self, request: Request, api_version: str, device_id: str) -> Plan:
+        return self._run(lambda reg: reg.get_device(device_id, api_version=api_version))
+
+    def _get_module(self, request: Request, api_version: str, device_id: str, _: str,
+                    module_id: str) -> Plan:
+        return self._run(lambda reg: reg.get_device(device_id, module_id,
+                                                    api_version=api_version))
+
+    def _put_device(self, request: Request, api_version: str, device_id: str) -> Plan:
+        body, if_match = self._body(request), request.headers.get("If-Match")
+        return self._run(lambda reg: reg.put_device(device_id, body, if_match,
+                                                    api_version=api_version))
+
+    def _delete_device(self, request: Request, api_version: str, device_id: str) -> Plan:
+        if_match = request.headers.get("If-Match")
+        return self._run(lambda reg: reg.delete_device(device_id, if_match))
+
+    def _get_twin(self, request: Request, api_version: str, device_id: str) -> Plan:
+        return self._run(lambda reg: reg.get_twin(device_id, api_version=api_version))
+
+    def _get_module_twin(self, request: Request, api_version: str, device_id: str, _: str,
+                         module_id: str) -> Plan:
+        return self._run(lambda reg: reg.get_twin(device_id, module_id,
+                                                  api_version=api_version))
+
+    def _replace_twin(self, request: Request, api_version: str, device_id: str) -> Plan:
+        body, if_match = self._body(request), request.headers.get("If-Match")
+        return self._run(lambda reg: reg.replace_twin(device_id, body, if_match,
+                                                      api_version=api_version))
+
+    def _update_twin(self, request: Request, api_version: str, device_id: str) -> Plan:
+        body, if_match = self._body(request), request.headers.get("If-Match")
+        return self._run(lambda reg: reg.update_twin(device_id, body, if_match,
+                                                     api_version=api_version))
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            count = len(self.registry)
+        return {"hostName": self.host_name, "identities": count,
+                "store": type(self.store).__name__, "faults": asdict(self.faults),
+                "policies": [{"name": p.name, "permissions": sorted(p.permissions)}
+                             for p in self.policies.values()]}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.store.clear()
+            self.registry = Registry(seed=self.registry.seed, counter=self.registry.counter)
+
+    def seed(self, entries: list[Any], api_version: str) -> list[Any]:
+        """Apply ``entries`` as bulk calls of at most 100; returns each call's result body."""
+        results = []
+        for start in range(0, len(entries), 100):
+            checked = check_bulk(orjson.dumps(entries[start:start + 100]),
+                                 api_version=api_version)
+            results.append(self._run(functools.partial(Registry.plan_bulk, checked=checked)).body)
+        return results
+
+    def _admin(self, request: Request, api_version: str, *action: str) -> Plan:
+        try:
+            body = orjson.loads(self._body(request) or b"{}") if request.method == "POST" else {}
+        except orjson.JSONDecodeError:
+            return self.registry.error(400, "IotHubFormatError", "the body is not valid JSON")
+        name = action[1] if len(action) > 1 else None
+        try:
+            if name == "reset":
+                self.reset()
+            elif name == "seed":
+                if type(body) is not list:
+                    raise ValueError("seed takes a JSON array of ExportImportDevice entries")
+                return _ok({"results": self.seed(body, api_version)})
+            elif name is not None:
+                raise LookupError(name)
+            elif type(body) is dict and "faults" in body:
+                self.faults.update(body["faults"])
+        except LookupError:
+            return self.registry.error(404, "NotFound", f"no admin action {name!r}")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return self.registry.error(400, "ArgumentInvalid", str(exc))
+        return _ok(self.status())
+
+
+def _ok(body: Any) -> Plan:
+    return Plan(200, {"Content-Type": "application/json; charset=utf-8"}, body, Changes({}, 0))

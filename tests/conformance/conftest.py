@@ -1,0 +1,52 @@
+"""Fixtures for conformance tests: a reference hub served over real HTTP, optionally behind a
+WSGI middleware that plants one defect."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from bulkreg_conformance.hub.app import Hub
+from bulkreg_conformance.hub.cli import build_hub
+from bulkreg_conformance.sas import make_connection_string
+
+App = Callable[..., Any]
+
+
+@dataclass
+class Served:
+    hub: Hub
+    url: str
+    connection_string: str
+    key: str
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    stops: list[Callable[[], None]] = []
+
+    def start(wrap: Callable[[Hub], App] | None = None) -> Served:
+        hub = build_hub()
+        app = wrap(hub) if wrap else hub
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.shutdown()
+            thread.join()
+            server.server_close()
+
+        stops.append(stop)
+        owner = hub.policies["iothubowner"]
+        return Served(hub, f"http://127.0.0.1:{server.port}",
+                      make_connection_string(hub.host_name, owner.name, owner.key), owner.key)
+
+    yield start
+    for stop in stops:
+        stop()

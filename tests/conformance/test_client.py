@@ -1,0 +1,195 @@
+"""The conformance client's rails over real HTTP: prefix guard, retries, caps, redaction."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from bulkreg_conformance import sas
+from bulkreg_conformance.client import (
+    BudgetExceeded,
+    Client,
+    ClientError,
+    EndpointUnreachable,
+    PrefixViolation,
+    bulk_ids,
+)
+
+Handler = Callable[[Request], Response]
+
+
+class Recorder:
+    """A tiny WSGI app over real HTTP that records requests and answers via ``handler``."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.handler: Handler = lambda r: Response('{"isSuccessful":true,"errors":[]}',
+                                                   content_type="application/json")
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ)
+        self.requests.append((request.method, request.full_path, dict(request.headers),
+                              request.get_data()))
+        return self.handler(request)(environ, start_response)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Recorder, str]]:
+    app = Recorder()
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def key() -> str:
+    return sas.new_key()
+
+
+def client_for(url: str, key: str, **kwargs: Any) -> Client:
+    cs = sas.make_connection_string("myhub.azure-devices.net", "iothubowner", key)
+    return Client(url, cs, prefix="run1-", **kwargs)
+
+
+def test_token_signs_the_connection_string_host_not_the_endpoint(
+        server: tuple[Recorder, str], key: str) -> None:
+    app, url = server
+    client = client_for(url, key)
+    client.bulk([{"id": "run1-a", "importMode": "create"}])
+    _, path, headers, _ = app.requests[0]
+    assert path == "/devices?api-version=2021-04-12"
+    token = headers["Authorization"]
+    assert "sr=myhub.azure-devices.net&" in token
+    policies = {"iothubowner": sas.Policy("iothubowner", key, sas.ALL_PERMISSIONS)}
+    sas.verify_token(token, policies=policies, host="myhub.azure-devices.net",
+                     path="/devices", now=time.time())
+
+
+def test_token_is_refreshed_before_expiry(key: str, server: tuple[Recorder, str]) -> None:
+    client = client_for(server[1], key, token_ttl=1)
+    first = client.token()
+    assert client.token() == first
+    time.sleep(0.95)
+    assert client.token() != first
+
+
+@pytest.mark.parametrize("body", [
+    [{"id": "run1-a"}, {"id": "other-b", "importMode": "delete"}],
+    b'[{"id": "run1-a"}, {"id": "other-b", "importMode": "delete"} oops',
+    {"id": "other"},
+])
+def test_prefix_guard_refuses_before_sending(server: tuple[Recorder, str], key: str,
+                                             body: Any) -> None:
+    app, url = server
+    client = client_for(url, key)
+    with pytest.raises(PrefixViolation, match="other"):
+        client.bulk(body)
+    with pytest.raises(PrefixViolation):
+        client.get_device("other")
+    with pytest.raises(PrefixViolation):
+        client.cleanup(["run1-x", "other"])
+    assert app.requests == []
+
+
+def test_bulk_ids_reads_ids_from_json_and_from_broken_text() -> None:
+    assert bulk_ids(b'[{"id":"a"},{"id":3},"x",{"id":"b\\u0041"}]') == ["a", "bA"]
+    assert bulk_ids(b'[{"id":"a"},{"id" : "b"') == ["a", "b"]
+
+
+def test_retries_429_honouring_retry_after(server: tuple[Recorder, str], key: str) -> None:
+    app, url = server
+    answers = iter([Response("{}", status=429, headers={"Retry-After": "0.3"}),
+                    Response("{}", status=503), Response("{}", status=200)])
+    app.handler = lambda r: next(answers)
+    client = client_for(url, key)
+    started = time.monotonic()
+    exchange = client.bulk([{"id": "run1-a", "importMode": "create"}])
+    assert exchange.status == 200
+    assert len(app.requests) == 3
+    assert time.monotonic() - started >= 0.3
+    assert client.waited >= 0.3
+
+
+def test_retry_budget_is_bounded(server: tuple[Recorder, str], key: str) -> None:
+    app, url = server
+    app.handler = lambda r: Response("{}", status=429, headers={"Retry-After": "100"})
+    client = client_for(url, key, retry_budget=1.0)
+    started = time.monotonic()
+    assert client.bulk([{"id": "run1-a"}]).status == 429
+    assert time.monotonic() - started < 1.0
+    assert len(app.requests) == 1
+
+
+def test_rate_limit_and_max_requests(server: tuple[Recorder, str], key: str) -> None:
+    app, url = server
+    client = client_for(url, key, rate_limit=20.0, max_requests=5)
+    started = time.monotonic()
+    for _ in range(5):
+        client.get_device("run1-a")
+    assert time.monotonic() - started >= 4 / 20 - 0.01
+    with pytest.raises(BudgetExceeded):
+        client.get_device("run1-a")
+    assert len(app.requests) == 5
+
+
+def test_unreachable_endpoint_is_a_clear_error(key: str) -> None:
+    client = client_for("http://127.0.0.1:9", key)
+    with pytest.raises(EndpointUnreachable, match="/devices"):
+        client.get_device("run1-a")
+
+
+def test_bad_setup_is_a_clear_error(key: str) -> None:
+    with pytest.raises(ClientError, match="connection string"):
+        Client("http://127.0.0.1:1", f"HostName=h;SharedAccessKey={key}", prefix="p-")
+    with pytest.raises(ClientError, match="prefix"):
+        client_for("http://127.0.0.1:1", key).__class__(
+            "http://127.0.0.1:1", sas.make_connection_string("h", "n", key), prefix="a b")
+    with pytest.raises(ClientError, match="http"):
+        Client("ftp://x", sas.make_connection_string("h", "n", key), prefix="p-")
+
+
+def test_exchanges_never_hold_the_key_or_token(server: tuple[Recorder, str], key: str) -> None:
+    _, url = server
+    seen = []
+    client = client_for(url, key, on_exchange=seen.append)
+    exchange = client.bulk([{"id": "run1-a", "importMode": "create"}])
+    text = json.dumps(exchange.to_dict()) + exchange.curl() + repr(exchange)
+    assert key not in text
+    assert client.token() not in text
+    assert "$SAS" in exchange.curl()
+    assert seen == [exchange]
+
+
+def test_cleanup_deletes_in_bulk_and_reports_leaks(server: tuple[Recorder, str],
+                                                   key: str) -> None:
+    app, url = server
+    stored = {"run1-a", "run1-b"}
+
+    def handler(request: Request) -> Response:
+        if request.method == "POST":
+            for entry in json.loads(request.get_data()):
+                if entry["id"] != "run1-b":  # this endpoint's delete does not delete run1-b
+                    stored.discard(entry["id"])
+            return Response('{"isSuccessful":true,"errors":[]}')
+        device = request.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            return Response("{}", status=200 if device in stored else 404)
+        return Response("", status=204)
+
+    app.handler = handler
+    client = client_for(url, key)
+    client.touched.update({"run1-a", "run1-b", "run1-c d"})
+    assert client.cleanup() == ["run1-b"]
+    posts = [r for r in app.requests if r[0] == "POST"]
+    assert len(posts) == 1
+    assert {e["id"] for e in json.loads(posts[0][3])} == {"run1-a", "run1-b"}
