@@ -158,6 +158,10 @@ def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     auth = entry.get("authentication")
     if type(auth) is not dict:
         return
+    sym = auth.get("symmetricKey")
+    if (type(sym) is dict and auth.get("x509Thumbprint") is None and auth.get("type") == "sas"
+            and sym.get("primaryKey") and sym.get("secondaryKey")):
+        return  # the usual shape, consistent by construction: both keys, no thumbprint
     keys = _strings(auth.get("symmetricKey"), "primaryKey", "secondaryKey")
     prints = _strings(auth.get("x509Thumbprint"), "primaryThumbprint", "secondaryThumbprint")
     kind = auth.get("type")
@@ -288,37 +292,52 @@ def _member(key: str, value: Any, path: Path, arrays_ok: bool, emit: Emit, depth
     return len(key) + _value(value, path, arrays_ok, emit, depth)
 
 
+def _string(value: str, path: Path, emit: Emit) -> None:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > _STR_MAX:
+        emit("twin-string-length", path, f"string value is {size} bytes in UTF-8, over {_STR_MAX}")
+
+
 def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit, depth: int) -> int:
     """Size of one twin value by the docs' algorithm: strings by characters, numbers 8 bytes,
-    booleans 4, containers the sum of their contents."""
+    booleans 4, null 0, containers the sum of their contents. Scalars inside a container are
+    measured inline (most twin values are scalars: one call per container, not per value)."""
     kind = type(value)
     if kind is str:
         if len(value) > _STR_MAX // 4:
-            size = len(value.encode("utf-8", "surrogatepass"))
-            if size > _STR_MAX:
-                emit("twin-string-length", path, f"string value is {size} bytes in UTF-8, "
-                     f"over {_STR_MAX}")
+            _string(value, path, emit)
         return len(value)
+    if kind is dict or kind is list:
+        if depth > _MAX_DEPTH:
+            return 0  # deeper than twins go: the schema's twin-depth finding says so
+        if kind is list and not arrays_ok:
+            emit("twin-array-api-version", path,
+                 f"arrays in twins need api-version {LIMITS['arrays_since']} or later")
+        total = 0
+        pairs = value.items() if kind is dict else enumerate(value)
+        for k, v in pairs:
+            if kind is dict:
+                if type(k) is not str:
+                    continue
+                total += len(k)
+                if len(k) > _KEY_MAX // 4:
+                    _member(k, None, (*path, k), arrays_ok, emit, depth)
+            t = type(v)
+            if t is str:
+                total += len(v)
+                if len(v) > _STR_MAX // 4:
+                    _string(v, (*path, k), emit)
+            elif t is int or t is float:
+                total += 8
+            elif t is bool:
+                total += 4
+            elif v is not None:
+                total += _value(v, (*path, k), arrays_ok, emit, depth + 1)
+        return total
     if kind is int or kind is float:
         return 8
     if kind is bool:
         return 4
-    if depth > _MAX_DEPTH:
-        return 0  # deeper than twins go: the schema's twin-depth finding says so
-    if kind is dict:
-        total = 0
-        for k, v in value.items():
-            if type(k) is str:
-                total += _member(k, v, (*path, k), arrays_ok, emit, depth + 1)
-        return total
-    if kind is list:
-        if not arrays_ok:
-            emit("twin-array-api-version", path,
-                 f"arrays in twins need api-version {LIMITS['arrays_since']} or later")
-        total = 0
-        for i, v in enumerate(value):
-            total += _value(v, (*path, i), arrays_ok, emit, depth + 1)
-        return total
     return 0
 
 

@@ -208,10 +208,10 @@ def _python_problems(value: Any, out: list[Raw]) -> None:
             for key, item in pairs:
                 if kind is dict and type(key) is not str:
                     out.append(("value-type", path, f"member name {_show(key)} is not a string"))
-                else:
-                    if kind is dict:
-                        _surrogates(key, (*path, key), out)
-                    stack.append((item, (*path, key)))
+                    continue
+                if type(key) is str:
+                    _surrogates(key, (*path, key), out)
+                stack.append((item, (*path, key)))
         elif kind not in _JSON_TYPES:
             out.append(("value-type", path, f"{kind.__name__} is not a JSON value"))
 
@@ -451,21 +451,29 @@ class _ImportState:
                 yield from self.line(lineno, data)
             return
         schema_ok = self.accept_many(values)
+        raw: list[Raw] = []
+        found = raw.append
+
+        def emit(rule: str, path: Path, message: str) -> None:
+            found((rule, path, message))
+
+        quick, quick_checks, full, full_checks = (self.quick, self.quick_checks, self.ctx,
+                                                  self.checks)
+        ids = self.ids
         for (lineno, data), value in zip(lines, values, strict=True):
-            self.entries += 1
-            ctx, checks = (self.quick, self.quick_checks) if len(data) <= _SHORT_TEXT else (
-                self.ctx, self.checks)
-            raw: list[Raw] = []
-            if not (schema_ok or self.accept(value)):
-                raw = check_line(value, ctx, schema_ok=False)
+            ctx, checks = (quick, quick_checks) if len(data) <= _SHORT_TEXT else (full, full_checks)
+            if schema_ok or self.accept(value):
+                for check in checks:
+                    check(value, ctx, emit)
             else:
-                check_entry(value, ctx, (), raw, checks)
+                raw.append(("", (), ""))  # the schema said no: the exact path explains it
             if raw:
-                self.entries -= 1
+                raw.clear()
                 yield from self.line(lineno, data)
                 continue
+            self.entries += 1
             device_id = value.get("id")
-            if type(device_id) is str and self.ids.setdefault(device_id, lineno) != lineno:
+            if type(device_id) is str and ids.setdefault(device_id, lineno) != lineno:
                 yield self.duplicate(lineno, data, device_id)
 
     def parse_all(self, lines: list[tuple[int, bytes]]) -> list[Any] | None:
