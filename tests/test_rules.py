@@ -45,3 +45,15 @@ def test_checks_for_leaves_out_only_checks_that_cannot_fire() -> None:
 def test_limits_are_the_documented_numbers() -> None:
     assert LIMITS["twin_key_bytes"] == 1024 and LIMITS["twin_string_bytes"] == 4096
     assert (LIMITS["tags_bytes"], LIMITS["desired_bytes"]) == (8192, 32768)
+
+
+def test_readme_rule_table_is_generated_from_the_rule_table() -> None:
+    from pathlib import Path
+
+    from bulkreg_validator._report import rules_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- rules:start -->\n", "<!-- rules:end -->"
+    assert start in readme and end in readme
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == rules_markdown(), "regenerate with: bulkreg rules --markdown"
