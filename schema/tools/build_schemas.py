@@ -69,6 +69,18 @@ def document(name: str, description: str, body: dict[str, Any]) -> dict[str, Any
     }
 
 
+def string_pair(names: tuple[str, str], pattern: str, rule: str) -> dict[str, Any]:
+    """An object of two optional strings sharing one pattern (keys, thumbprints)."""
+    return {
+        "type": ["object", "null"],
+        "properties": {
+            name: {"type": ["string", "null"], "pattern": pattern, "x-bulkreg-rule": rule}
+            for name in names
+        },
+        "additionalProperties": False,
+    }
+
+
 def twin_collection() -> dict[str, Any]:
     defs: dict[str, Any] = {
         "key": {
@@ -240,34 +252,13 @@ def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
         "SymmetricKey": document(
             "SymmetricKey",
             "Base64 primary and secondary keys; both or neither (empty or null: generated).",
-            {
-                "type": ["object", "null"],
-                "properties": {
-                    name: {
-                        "type": ["string", "null"],
-                        "pattern": KEY_PATTERN_B64,
-                        "x-bulkreg-rule": "auth-key-invalid",
-                    }
-                    for name in ("primaryKey", "secondaryKey")
-                },
-                "additionalProperties": False,
-            },
+            string_pair(("primaryKey", "secondaryKey"), KEY_PATTERN_B64, "auth-key-invalid"),
         ),
         "X509Thumbprint": document(
             "X509Thumbprint",
             "SHA-1 (40 hex) or SHA-256 (64 hex) certificate thumbprints.",
-            {
-                "type": ["object", "null"],
-                "properties": {
-                    name: {
-                        "type": ["string", "null"],
-                        "pattern": THUMBPRINT_PATTERN,
-                        "x-bulkreg-rule": "auth-thumbprint-format",
-                    }
-                    for name in ("primaryThumbprint", "secondaryThumbprint")
-                },
-                "additionalProperties": False,
-            },
+            string_pair(("primaryThumbprint", "secondaryThumbprint"), THUMBPRINT_PATTERN,
+                        "auth-thumbprint-format"),
         ),
         "DeviceCapabilities": document(
             "DeviceCapabilities",

@@ -140,9 +140,8 @@ def schema_message(error: _engine.Error) -> Raw:
     return rule, path, f"{where} {_show(value)}: {summary}"
 
 
-def _sort_key(finding: tuple[Path, str, int | None]) -> tuple[Any, ...]:
-    path, rule, line = finding
-    return (line or 0, [(0, s, "") if type(s) is int else (1, 0, s) for s in path], rule)
+def _segments(path: Path) -> list[tuple[int, int, str]]:
+    return [(0, s, "") if type(s) is int else (1, 0, s) for s in path]
 
 
 class _Locator:
@@ -177,9 +176,11 @@ def _problems(loc: _Locator, problems: Iterable[Problem]) -> list[Finding]:
 
 
 def _sorted(findings: Iterable[Finding], paths: dict[int, Path]) -> list[Finding]:
+    """Deterministic order: by position in the text (line, column), then JSON pointer, then
+    rule; findings without a position (a parsed value) by pointer, then rule."""
     items = list(findings)
     keyed = sorted(range(len(items)), key=lambda i: (
-        *_sort_key((paths[i], items[i].rule, items[i].line)), items[i].column or 0))
+        items[i].line or 0, items[i].column or 0, _segments(paths[i]), items[i].rule))
     return [items[i] for i in keyed]
 
 
