@@ -30,6 +30,7 @@ __all__ = [
     "compare_bulk",
     "declared_statuses",
     "error_code",
+    "evidence_of",
     "response_schema_problems",
     "verdict",
 ]
@@ -68,6 +69,16 @@ _ROWS = [
     ("cleanup", "contract", "every device the run created is gone at the end"),
 ]
 CHECKS: dict[str, Check] = {row[0]: Check(*row) for row in _ROWS}
+SCHEMATHESIS_PREFIX = "schemathesis:"  # schemathesis' own checks are tallied under this prefix
+
+
+def evidence_of(name: str) -> str | None:
+    """The evidence of check ``name``; schemathesis' checks test the contract (openapi.json)."""
+    if name in CHECKS:
+        return CHECKS[name].evidence
+    if name.startswith(SCHEMATHESIS_PREFIX):
+        return CHECKS["schemathesis"].evidence
+    return None
 
 
 @dataclass

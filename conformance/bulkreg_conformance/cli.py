@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         print(f"bulkreg conform: error: {report.scrub(str(exc), secrets)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the run started (or a second Ctrl-C during cleanup)
+        print("bulkreg conform: interrupted", file=sys.stderr)
+        return 130
     _write(result, args, secrets)
     print(report.summary(result, secrets))
     return _exit_code(result)

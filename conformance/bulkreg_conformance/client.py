@@ -282,11 +282,12 @@ class Client:
             else json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         ids = bulk_ids(data)
         self.check_ids(ids)
-        exchange = self.request("POST", "/devices", body=data, auth=auth,
-                                api_version=api_version, headers=headers)
-        if track and exchange.status < 500:
+        if track:
+            # before sending: a Ctrl-C or a timeout while the request is in flight must not let
+            # a device the endpoint did create escape cleanup
             self.touched.update(ids)
-        return exchange
+        return self.request("POST", "/devices", body=data, auth=auth,
+                            api_version=api_version, headers=headers)
 
     def get_device(self, device_id: str, *, auth: Any = Unset) -> Exchange:
         return self.request("GET", "/devices/" + self._path_id(device_id), auth=auth)
@@ -348,8 +349,12 @@ class Client:
             self._counters.retried += 1
             time.sleep(wait)
 
-    def _send_once(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                   capped: bool) -> requests.Response:
+    def admit(self, capped: bool = True) -> None:
+        """Count one request about to be sent, after waiting for the rate limit.
+
+        Raises :class:`BudgetExceeded` past ``--max-requests``. Requests sent by other tools on
+        the run's behalf (schemathesis) call this too, so the rails hold for them as well.
+        """
         with self._lock:
             if capped and self._limits.max_requests is not None and \
                     self._counters.sent >= self._limits.max_requests:
@@ -361,6 +366,10 @@ class Client:
                     time.sleep(delay)
             self._counters.last_sent = time.monotonic()
             self._counters.sent += 1
+
+    def _send_once(self, method: str, url: str, body: bytes, headers: dict[str, str],
+                   capped: bool) -> requests.Response:
+        self.admit(capped)
         try:
             return self._session.request(method, url, data=body or None, headers=headers,
                                          timeout=self._limits.timeout, allow_redirects=False)

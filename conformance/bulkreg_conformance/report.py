@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
-from bulkreg_conformance.checks import CHECKS
+from bulkreg_conformance.checks import evidence_of
 
 if TYPE_CHECKING:
     from bulkreg_conformance.runner import Result
 
-__all__ = ["scrub", "summary", "to_json", "write_json", "write_junit", "write_replays"]
+__all__ = ["detail", "scrub", "summary", "to_json", "write_json", "write_junit", "write_replays"]
 
 _SECRETS = re.compile(r"(SharedAccessKey=)[^;\s\"']+|(sig=)[^&\s\"']+", re.IGNORECASE)
 
@@ -49,7 +49,7 @@ def to_json(result: Result) -> dict[str, Any]:
         "requests": result.requests,
         "elapsed_seconds": round(result.elapsed, 2),
         "checks": {name: {"passed": t.passed, "failed": t.failed, "deviation": t.deviation,
-                          "evidence": CHECKS[name].evidence if name in CHECKS else None}
+                          "evidence": evidence_of(name)}
                    for name, t in sorted(result.tally.items())},
         "failures": [f.to_dict(strict) for f in result.failures],
         "suppressed_failures": dict(result.suppressed),
@@ -95,7 +95,7 @@ def write_junit(result: Result, path: str | Path, secrets: tuple[str, ...] = ())
             failures += 1
             element = ET.SubElement(case, "failure", message=scrub(
                 mine[0].message if mine else f"{tally.failed} failure(s)", secrets))
-            element.text = scrub("\n\n".join(_detail(f.to_dict(strict)) for f in mine), secrets)
+            element.text = scrub("\n\n".join(detail(f.to_dict(strict)) for f in mine), secrets)
         elif tally.deviation:
             element = ET.SubElement(case, "skipped", message=scrub(
                 f"deviation ({tally.deviation}): " + (mine[0].message if mine else ""), secrets))
@@ -107,7 +107,7 @@ def write_junit(result: Result, path: str | Path, secrets: tuple[str, ...] = ())
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _detail(failure: dict[str, Any]) -> str:
+def detail(failure: dict[str, Any]) -> str:
     lines = [f"[{failure['verdict']}] {failure['check']} (evidence: {failure['evidence']}"
              + (f", rule {failure['rule']}" if failure["rule"] else "") + ")",
              f"  {failure['message']}"]
@@ -136,7 +136,7 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for failure in data["failures"]:
-        lines += ["", _detail(failure)]
+        lines += ["", detail(failure)]
     cov = data["coverage"]
     lines += [
         "",

@@ -126,6 +126,7 @@ class Context:
         self.suppressed: Counter[str] = Counter()
         self.coverage = Coverage()
         self.etags: dict[str, str] = {}  # endpoint's device etag per id, from read-backs
+        self.twin_etags: dict[str, str] = {}  # endpoint's twin etag per id, from read-backs
         self.explicit_keys: set[str] = set()  # ids whose keys the run chose
         self.deadline = time.monotonic() + settings.time_budget
         self.suite = ""
@@ -216,15 +217,19 @@ class Context:
                 oracle.append(entry)
                 continue
             s, o = dict(entry), dict(entry)
-            device_id = entry.get("id") if isinstance(entry.get("id"), str) else ""
+            raw_id = entry.get("id")
+            device_id = raw_id if isinstance(raw_id, str) else ""
             if entry.get("eTag") == CURRENT_ETAG:
                 known = self.oracle.device(device_id)
                 s["eTag"] = self.etags.get(device_id, STALE_ETAG)
                 o["eTag"] = known["etag"] if known and device_id in self.etags else STALE_ETAG
             if entry.get("twinETag") == CURRENT_TWIN_ETAG:
+                # the endpoint gets the twin etag it showed last; the oracle its own for the
+                # same twin (stale for both when the twin was never read back)
                 twin = self.oracle.twin(device_id)
-                # twin etags follow the twin's own version, the same on any faithful endpoint
-                s["twinETag"] = o["twinETag"] = twin["etag"] if twin else STALE_ETAG
+                s["twinETag"] = self.twin_etags.get(device_id, STALE_ETAG)
+                o["twinETag"] = twin["etag"] if twin and device_id in self.twin_etags \
+                    else STALE_ETAG
             sent.append(s)
             oracle.append(o)
         dump = json.dumps
@@ -328,6 +333,7 @@ class Context:
         exchanges = [cause, got]
         if want is None:
             self.etags.pop(device_id, None)
+            self.twin_etags.pop(device_id, None)
             self.judge("readback-device", [] if got.status == 404 else
                        [f"device {device_id!r} should not exist, GET answered {got.status}"],
                        payload=payload, exchanges=exchanges)
@@ -348,8 +354,11 @@ class Context:
             self.judge("readback-twin", [f"twin {device_id!r}: GET answered {twin.status}"],
                        payload=payload, exchanges=[cause, twin])
             return
+        twin_body = twin.json()
+        if isinstance(twin_body, dict) and isinstance(twin_body.get("etag"), str):
+            self.twin_etags[device_id] = twin_body["etag"]
         self.judge("readback-twin", [f"twin {device_id!r}: {d}" for d in checks.compare_twin(
-            twin.json(), self.oracle.twin(device_id))], payload=payload,
+            twin_body, self.oracle.twin(device_id))], payload=payload,
             exchanges=[cause, twin])
 
 

@@ -172,7 +172,8 @@ def _check_resource(encoded: str, host: str, path: str) -> None:
 
 
 def _check_expiry(expiry: str, now: float) -> None:
-    if not expiry.isdigit():
+    # ASCII digits only (str.isdigit also accepts '²'), and short enough for int() to take
+    if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= 20):
         raise SasError("the token's expiry is not a number of seconds")
     if int(expiry) <= now:
         raise SasError("the token has expired")

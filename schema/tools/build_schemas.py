@@ -478,6 +478,7 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "429": error_response("Throttled (ThrottlingException); may carry Retry-After."),
     }
     not_found = {"404": error_response("No such device (DeviceNotFound).")}
+    bad_id = {"400": error_response("The id is not a valid device id (ArgumentInvalid).")}
     precondition = {"412": error_response("If-Match did not match (PreconditionFailed).")}
     return {
         "openapi": "3.1.0",
@@ -520,7 +521,7 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "operationId": "Devices_GetIdentity",
                     "responses": {"200": {"description": "The device.",
                                           "content": json_of("Device")},
-                                  **not_found, **common_errors},
+                                  **bad_id, **not_found, **common_errors},
                 },
                 "put": {
                     "operationId": "Devices_CreateOrUpdateIdentity",
@@ -537,7 +538,7 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "operationId": "Devices_DeleteIdentity",
                     "parameters": [if_match],
                     "responses": {"204": {"description": "Deleted."},
-                                  **not_found, **precondition, **common_errors},
+                                  **bad_id, **not_found, **precondition, **common_errors},
                 },
             },
             "/twins/{id}": {
@@ -545,7 +546,7 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "get": {
                     "operationId": "Devices_GetTwin",
                     "responses": {"200": {"description": "The twin.", "content": json_of("Twin")},
-                                  **not_found, **common_errors},
+                                  **bad_id, **not_found, **common_errors},
                 },
                 "put": {
                     "operationId": "Devices_ReplaceTwin",

@@ -141,7 +141,7 @@ def schema_message(error: _engine.Error) -> Raw:
 
 
 def _segments(path: Path) -> list[tuple[int, int, str]]:
-    return [(0, s, "") if type(s) is int else (1, 0, s) for s in path]
+    return [(0, s, "") if isinstance(s, int) else (1, 0, s) for s in path]
 
 
 class _Locator:

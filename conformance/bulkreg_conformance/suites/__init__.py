@@ -7,7 +7,10 @@ never as findings about the endpoint.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import shutil
+import tempfile
 from typing import TYPE_CHECKING
 
 from bulkreg_conformance.client import BudgetExceeded, EndpointUnreachable
@@ -15,7 +18,7 @@ from bulkreg_conformance.client import BudgetExceeded, EndpointUnreachable
 if TYPE_CHECKING:
     from bulkreg_conformance.runner import Context
 
-__all__ = ["SUITES", "run_all"]
+__all__ = ["SUITES", "hypothesis_home", "run_all"]
 
 # differential first: it installs a hook the other suites' bulk calls feed.
 SUITES = {
@@ -25,6 +28,23 @@ SUITES = {
     "stateful": "stateful",
     "schemathesis": "schemathesis_suite",
 }
+
+
+_HOME: list[str] = []
+
+
+def hypothesis_home() -> str:
+    """Point hypothesis' home (its constants cache, even with no example database) at a private
+    temporary directory, once per process: a run leaves no ``.hypothesis/`` in the user's
+    working directory (notes on schemathesis, gotcha 2)."""
+    if not _HOME:
+        from hypothesis import configuration  # noqa: PLC0415 - only the generating suites
+
+        home = tempfile.mkdtemp(prefix="bulkreg-hypothesis-")
+        atexit.register(shutil.rmtree, home, True)
+        configuration.set_hypothesis_home_dir(home)
+        _HOME.append(home)
+    return _HOME[0]
 
 
 def run_all(ctx: Context, errors: list[str]) -> None:

@@ -14,15 +14,15 @@ Three parts, cheapest first:
 from __future__ import annotations
 
 import json
-import tempfile
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import HealthCheck, Phase, configuration, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from bulkreg_conformance.client import ClientError
 from bulkreg_conformance.runner import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
+from bulkreg_conformance.suites import hypothesis_home
 from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, rule_case
 
 if TYPE_CHECKING:
@@ -129,9 +129,7 @@ def _scoped(ctx: Context, payload: Any, tag: str) -> Any:
 
 
 def drawn(ctx: Context) -> None:
-    # hypothesis caches constants under .hypothesis/ in the CWD even without a database:
-    # keep the user's working directory clean (notes on schemathesis, gotcha 2).
-    configuration.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="bulkreg-hypothesis-"))
+    hypothesis_home()  # no .hypothesis/ in the user's working directory
     serial = iter(range(1, 10**9))
     captured: list[Any] = []
     calls: list[int] = []

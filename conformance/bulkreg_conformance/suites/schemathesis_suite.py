@@ -1,7 +1,365 @@
-"""placeholder"""
+"""Schemathesis suite: schemathesis' own checks over the shipped openapi.json, over real HTTP.
 
-from typing import Any
+It runs schemathesis' engine (the code path of ``st run``: examples, coverage and fuzzing phases;
+response schema, status codes, content type, headers, negative data rejected, positive data
+accepted, missing ``Authorization`` answered 401) against ``POST /devices``, configured for this
+API (docs: notes on schemathesis 4, §3 and §7):
+
+- a valid payload whose entries fail gets 400 with a BulkRegistryOperationResult body by design,
+  so ``positive_data_acceptance`` accepts 400, and our own ``bulk_result_body`` check (an
+  ``after_call`` hook scoped to this schema) requires that 400 to carry the result body unless
+  the offline validator rejects the request as a whole; 413 (TooManyDevices) is a rejection;
+- no stray methods (``unexpected-methods = []``), no stateful phase, no example database, one
+  worker and the run's seed: the same seed sends the same requests;
+- every device id in a request is moved into the run's prefix by a ``before_call`` hook
+  (``map_body`` hooks skip the coverage phase), then checked by the client's prefix guard and
+  remembered for the run's cleanup; each request is admitted by the client's rate limit and
+  ``--max-requests`` budget;
+- SAS tokens come from the run's client (``schema.auth()``, ``retry_on=[]``: a 401 is an answer,
+  not a reason to re-sign);
+- no ``schemathesis.toml`` is read and nothing is written to the working directory.
+
+Each schemathesis failure becomes a runner failure named ``schemathesis:<check>`` with evidence
+``contract`` and a curl reproducer whose token is ``$SAS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
+from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
+from bulkreg_conformance.hub.model import API_VERSIONS
+from bulkreg_conformance.suites import hypothesis_home
+
+if TYPE_CHECKING:
+    from schemathesis.core.transport import Response
+    from schemathesis.engine.recorder import ScenarioRecorder
+    from schemathesis.generation.case import Case
+    from schemathesis.schemas import BaseSchema
+
+    from bulkreg_conformance.runner import Context
+
+__all__ = ["OPERATIONS", "run"]
+
+OPERATIONS = (("POST", "/devices"),)  # the operation under test; reads are the other suites'
+MAX_TIME = 20.0  # seconds the default run gives schemathesis at most
+DEFAULT_EXAMPLES = 25  # the CLI's default --max-examples
+CUSTOM = "bulk_result_body"
+_REDACTED = "<redacted>"
+_ID_IN_TEXT = re.compile(r'("id"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+# schemathesis' defaults plus what this API answers by design (facts §3.1): a valid request
+# whose entries fail gets 400; more than 100 entries get 413.
+_POSITIVE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+_NEGATIVE = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429",
+             "5xx"]
 
 
-def run(ctx: Any) -> None:
-    return None
+def run(ctx: Context) -> None:
+    if ctx.out_of_time():
+        return
+    hypothesis_home()
+    schema = _schema(ctx)
+    with _prefixing(ctx, schema) as stopped:
+        _execute(ctx, schema, stopped)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def _config(ctx: Context) -> Any:
+    from schemathesis.config import SchemathesisConfig  # noqa: PLC0415 - heavy, conform only
+
+    # No max-time: with one, schemathesis repeats fuzzing until it runs out; without, each
+    # phase runs once and the suite stops the stream at its own deadline (_execute).
+    data: dict[str, Any] = {
+        "seed": ctx.seed,
+        "color": False,
+        "cache": {"enabled": False},
+        "base-url": ctx.client.endpoint,
+        "workers": 1,
+        "request-timeout": 30,
+        "warnings": False,
+        "generation": {"database": "none", "max-examples": ctx.settings.max_examples},
+        "phases": {"coverage": {"unexpected-methods": []}, "stateful": {"enabled": False}},
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": _POSITIVE},
+            "negative_data_rejection": {"expected-statuses": _NEGATIVE},
+            # a generated body that names an already-deleted device is not a stale reference
+            "use_after_free": {"enabled": False},
+            "ensure_resource_availability": {"enabled": False},
+        },
+    }
+    return SchemathesisConfig.from_dict(data)
+
+
+def _schema(ctx: Context) -> BaseSchema:
+    import schemathesis  # noqa: PLC0415 - heavy, conform only
+
+    import bulkreg_schema  # noqa: PLC0415
+
+    loaded = schemathesis.openapi.from_path(bulkreg_schema.openapi_path(), config=_config(ctx))
+    schema: BaseSchema = loaded
+    for method, path in OPERATIONS:
+        schema = schema.include(method=method, path=path)
+    client = ctx.client
+
+    @schema.auth(retry_on=[])
+    class _Sas:
+        """The run's own SAS token (re-signed by the client before it expires)."""
+
+        def get(self, case: Case[Any], context: Any) -> str:
+            return client.token()
+
+        def set(self, case: Case[Any], data: str, context: Any) -> None:
+            if case.headers is None:
+                from requests.structures import CaseInsensitiveDict  # noqa: PLC0415
+
+                case.headers = CaseInsensitiveDict()
+            case.headers["Authorization"] = data
+
+    @schema.hook
+    def after_call(context: Any, case: Case[Any], response: Response) -> None:
+        _bulk_result_body(ctx, case, response)
+
+    return schema
+
+
+# -- ids inside the prefix -------------------------------------------------------------------
+
+
+def scoped_id(prefix: str, device_id: str) -> str:
+    """``device_id`` moved into ``prefix`` without changing whether it is a valid id.
+
+    An empty id stays empty (it names no device); a valid-length id stays within 128 characters
+    by dropping id characters the pattern allows (never one it forbids); an over-long id stays
+    over-long.
+    """
+    if not device_id or device_id.startswith(prefix):
+        return device_id
+    excess = len(prefix) + len(device_id) - 128
+    if len(device_id) > 128 or excess <= 0:
+        return prefix + device_id
+    kept = list(device_id)
+    for index in range(len(kept) - 1, -1, -1):
+        if excess == 0:
+            break
+        if ID_PATTERN.match(kept[index]) and len(kept) > 1:
+            del kept[index]
+            excess -= 1
+    return (prefix + "".join(kept))[:128] if excess else prefix + "".join(kept)
+
+
+def _scope_value(prefix: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_scope_value(prefix, v) if isinstance(v, dict) else v for v in value]
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return {**value, "id": scoped_id(prefix, value["id"])}
+    return value
+
+
+def _scope_text(prefix: str, text: str) -> str:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        # not JSON: still rewrite anything that reads like an id, for a lenient endpoint
+        return _ID_IN_TEXT.sub(lambda m: m.group(1) + scoped_id(prefix, m.group(2)) + m.group(3),
+                               text)
+    return json.dumps(_scope_value(prefix, value), ensure_ascii=False)
+
+
+def scope_case(prefix: str, case: Case[Any]) -> None:
+    """Rewrite every device id of ``case`` (body and path) into ``prefix``, in place."""
+    if isinstance(case.path_parameters, dict) and isinstance(case.path_parameters.get("id"), str):
+        case.path_parameters = {**case.path_parameters,
+                                "id": scoped_id(prefix, case.path_parameters["id"])}
+    body = case.body
+    if isinstance(body, (list, dict)):
+        case.body = _scope_value(prefix, body)
+    elif isinstance(body, bytes):
+        with contextlib.suppress(UnicodeDecodeError):
+            case.body = _scope_text(prefix, body.decode("utf-8")).encode("utf-8")
+    elif isinstance(body, str):
+        case.body = _scope_text(prefix, body)
+
+
+def _case_ids(case: Case[Any]) -> list[str]:
+    ids = []
+    if isinstance(case.path_parameters, dict) and isinstance(case.path_parameters.get("id"), str):
+        ids.append(case.path_parameters["id"])
+    body = case.body
+    if isinstance(body, (list, dict)):
+        with contextlib.suppress(TypeError, ValueError):
+            body = json.dumps(body, ensure_ascii=False)
+    if isinstance(body, (str, bytes)):
+        ids += bulk_ids(body)
+    return [i for i in ids if i]
+
+
+@contextlib.contextmanager
+def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]]:
+    """A ``before_call`` hook for this schema's cases only, removed afterwards.
+
+    ``before_call`` exists only in schemathesis' global scope, so the hook checks that a case is
+    one of ours and the ``with`` block unregisters it (other schemas in the process are not
+    touched).
+    """
+    import schemathesis  # noqa: PLC0415
+    from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER  # noqa: PLC0415
+
+    raw = schema.raw_schema
+    stopped: list[BaseException] = []
+
+    def before_call(context: Any, case: Case[Any], kwargs: dict[str, Any]) -> None:
+        if case.operation.schema.raw_schema is not raw:
+            return
+        scope_case(ctx.client.prefix, case)
+        ids = _case_ids(case)
+        ctx.client.check_ids(ids)  # PrefixViolation: the request is not sent
+        ctx.client.touched.update(ids)
+        try:
+            ctx.client.admit()
+        except BudgetExceeded as exc:
+            stopped.append(exc)
+            raise
+
+    schemathesis.hook(before_call)
+    try:
+        yield stopped
+    finally:
+        GLOBAL_HOOK_DISPATCHER.unregister(before_call)
+
+
+# -- running and reporting -------------------------------------------------------------------
+
+
+def _execute(ctx: Context, schema: BaseSchema, stopped: list[BaseException]) -> None:
+    from schemathesis.engine import events, from_schema  # noqa: PLC0415
+
+    started = _now()
+    # the default run gives schemathesis a share of the 60 s; --max-examples above it, the rest
+    share = MAX_TIME if ctx.settings.max_examples <= DEFAULT_EXAMPLES else float("inf")
+    stream = from_schema(schema).execute()
+    for event in stream:
+        if stopped or ctx.out_of_time() or _now() - started > share:
+            stream.stop()
+        if isinstance(event, events.ScenarioFinished):
+            _record(ctx, event.recorder)
+        elif isinstance(event, events.Interrupted):
+            raise KeyboardInterrupt  # schemathesis swallows Ctrl-C; the runner must clean up
+        elif isinstance(event, events.FatalError):
+            raise RuntimeError(f"schemathesis: {event.exception}")
+    if stopped:
+        raise stopped[0]
+
+
+def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
+    """Tally every check result of one scenario; one failure per distinct problem."""
+    seen: set[tuple[str, str, str]] = set()
+    for case_id, nodes in recorder.checks.items():
+        for node in nodes:
+            name = SCHEMATHESIS_PREFIX + node.name
+            if node.failure_info is None:
+                ctx.passed(name)
+                continue
+            failure = node.failure_info.failure
+            key = (name, str(getattr(failure, "title", "")), str(failure.message))
+            if key not in seen:
+                seen.add(key)
+                ctx.fail(_failure(ctx, recorder, case_id, name, failure))
+
+
+def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
+             failure: Any) -> Failure:
+    exchange = _exchange(recorder, case_id)
+    title = getattr(failure, "title", "") or name
+    message = f"{failure.operation or recorder.label}: {title}: {failure.message}".strip()
+    payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
+    return Failure(name, "contract", message, suite="schemathesis", payload=payload,
+                   exchanges=[exchange] if exchange else [],
+                   replay={"version": 1, "check": name, "rule": None, "payload": payload,
+                           "prefix": ctx.client.prefix, "api_version": ctx.client.api_version}
+                   if payload is not None else None)
+
+
+def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
+    """The recorded request/response as the runner's Exchange (the token redacted)."""
+    interaction = recorder.interactions.get(case_id)
+    if interaction is None:
+        return None
+    request, response = interaction.request, interaction.response
+    headers = {k: (_REDACTED if k.lower() == "authorization" else ", ".join(v))
+               for k, v in request.headers.items()}
+    if response is None:
+        return Exchange(request.method, request.uri, headers, request.body or b"", 0, {}, b"",
+                        0.0, "sas")
+    return Exchange(request.method, request.uri, headers, request.body or b"",
+                    response.status_code, {k: ", ".join(v) for k, v in response.headers.items()},
+                    response.content, response.elapsed, "sas")
+
+
+# -- our own check, scoped to this schema ----------------------------------------------------
+
+
+def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None:
+    """A 400 to a request the offline validator accepts as a whole must be the per-entry result
+    (BulkRegistryOperationResult), not a request-level rejection."""
+    if case.method.upper() != "POST" or response.status_code != 400 or _negative(case):
+        return
+    content_type = _header(response.headers, "content-type")
+    if "json" not in content_type.lower():
+        return  # content_type_conformance reports it
+    from bulkreg_validator import RULES, validate  # noqa: PLC0415
+
+    sent = response.request.body or b""
+    body = sent.encode("utf-8") if isinstance(sent, str) else sent
+    if not isinstance(body, bytes):
+        return  # a streamed body: not one schemathesis sends for JSON
+    url = response.request.url or ""
+    versions = re.findall(r"[?&]api-version=([^&]*)", url)
+    if len(versions) != 1 or versions[0] not in API_VERSIONS:
+        return  # rejected for its query, whatever the body
+    version = versions[0]
+    report = validate(body, api_version=version)
+    if any(RULES[f.rule].scope == "request" for f in report.errors):
+        ctx.passed(SCHEMATHESIS_PREFIX + CUSTOM)
+        return
+    try:
+        got = json.loads(response.content)
+    except (ValueError, RecursionError):
+        got = None
+    name = SCHEMATHESIS_PREFIX + CUSTOM
+    if isinstance(got, dict) and "isSuccessful" in got:
+        ctx.passed(name)
+        return
+    exchange = Exchange("POST", url, {}, body, 400,
+                        {k: ", ".join(v) for k, v in response.headers.items()},
+                        response.content, response.elapsed, "sas")
+    payload = body.decode("utf-8", "replace")
+    ctx.fail(Failure(name, "contract", "a request the contract accepts as a whole was rejected "
+                     "as a whole (400 without a BulkRegistryOperationResult body)",
+                     suite="schemathesis", payload=payload, exchanges=[exchange],
+                     replay={"version": 1, "check": name, "rule": None, "payload": payload,
+                             "prefix": ctx.client.prefix, "api_version": version}))
+
+
+def _negative(case: Case[Any]) -> bool:
+    meta = case.meta
+    if meta is None:
+        return False
+    return meta.generation.mode.is_negative or any(
+        info.mode.is_negative for info in meta.components.values())
+
+
+def _header(headers: dict[str, list[str]], name: str) -> str:
+    return ", ".join(next((v for k, v in headers.items() if k.lower() == name), []))
+
+
+def _now() -> float:
+    import time  # noqa: PLC0415
+
+    return time.monotonic()
