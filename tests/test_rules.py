@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import bulkreg_schema
 from bulkreg_validator import LIMITS, RULES, Rule
 from bulkreg_validator._checks import CHECKS, Context, checks_for
+from bulkreg_validator._report import rules_markdown
 
 CODES = set(bulkreg_schema.load("DeviceRegistryOperationError")["properties"]["errorCode"]["enum"])
 
@@ -48,10 +51,6 @@ def test_limits_are_the_documented_numbers() -> None:
 
 
 def test_readme_rule_table_is_generated_from_the_rule_table() -> None:
-    from pathlib import Path
-
-    from bulkreg_validator._report import rules_markdown
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     start, end = "<!-- rules:start -->\n", "<!-- rules:end -->"
     assert start in readme and end in readme

@@ -25,8 +25,10 @@ from .client import Exchange
 
 __all__ = [
     "CHECKS",
+    "NUMERIC_CODES",
     "Check",
     "Failure",
+    "code_name",
     "compare_bulk",
     "declared_statuses",
     "error_code",
@@ -52,6 +54,8 @@ _ROWS = [
     ("is-successful", "documented", "isSuccessful is true exactly when no entry failed"),
     ("errors", "documented", "errors name the failing devices with the predicted errorCode"),
     ("error-operation", "inferred", "an error's operation names the entry's importMode"),
+    ("error-code-form", "inferred",
+     "per-entry errorCodes are names as in the swagger enum (facts §8: numeric codes occur)"),
     ("request-error-code", "documented",
      "a request-level rejection carries the predicted errorCode (iothub-errorcode / Message)"),
     ("readback-device", "documented",
@@ -152,8 +156,6 @@ _VALIDATORS: dict[str, Any] = {}
 
 
 def _response_validator(exchange: Exchange, status: int) -> Any | None:
-
-
     op = _operation(exchange)
     if not op or str(status) not in op["responses"]:
         return None
@@ -172,7 +174,11 @@ def _response_validator(exchange: Exchange, status: int) -> Any | None:
 
 
 def response_schema_problems(exchange: Exchange) -> list[str]:
-    """Why the response does not match its declared schema ([] when it does)."""
+    """Why the response does not match its declared schema ([] when it does).
+
+    Numeric per-entry errorCodes are read as their names first: whether the service sends names
+    or numbers is open (facts §8); ``error_code_form_problems`` reports them as a deviation.
+    """
     validator = _response_validator(exchange, exchange.status)
     if validator is None:
         return []
@@ -182,11 +188,67 @@ def response_schema_problems(exchange: Exchange) -> list[str]:
     if body is None:
         return [f"the {exchange.status} response has no body"]
     return [f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {e.message}"
-            for e in validator.iter_errors(body)][:5]
+            for e in validator.iter_errors(_named_codes(body))][:5]
+
+
+def _numeric_codes(body: Any) -> list[Any]:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [e["errorCode"] for e in errors if isinstance(e, dict)
+            and isinstance(e.get("errorCode"), int) and not isinstance(e["errorCode"], bool)
+            and e["errorCode"] in NUMERIC_CODES]
+
+
+def _named_codes(body: Any) -> Any:
+    if not _numeric_codes(body):
+        return body
+    errors = [{**e, "errorCode": code_name(e["errorCode"])}
+              if isinstance(e, dict) and e.get("errorCode") in NUMERIC_CODES else e
+              for e in body["errors"]]
+    return {**body, "errors": errors}
+
+
+def error_code_form_problems(exchange: Exchange) -> list[str]:
+    """Known numeric per-entry errorCodes (a deviation from the swagger's names)."""
+    return [f"errorCode {code} is a number; the swagger enum names it {code_name(code)}"
+            for code in _numeric_codes(exchange.json())][:5]
+
+
+# facts.md §3.3 (CS ErrorCode.cs): import logs and newer error bodies (format B) carry numeric
+# codes; a faithful endpoint may send either form, so numbers are compared by name.
+NUMERIC_CODES = {
+    400001: "InvalidProtocolVersion", 400003: "InvalidOperation", 400004: "ArgumentInvalid",
+    400005: "ArgumentNull", 400006: "IotHubFormatError", 400011: "DeviceDefinedMultipleTimes",
+    400012: "DeserializationError", 400013: "BulkRegistryOperationFailure",
+    401001: "IotHubNotFound", 401002: "IotHubUnauthorizedAccess", 403002: "IotHubQuotaExceeded",
+    404001: "DeviceNotFound", 404010: "ModuleNotFound", 409001: "DeviceAlreadyExists",
+    409301: "ModuleAlreadyExistsOnDevice", 412001: "PreconditionFailed",
+    413002: "TooManyDevices", 413003: "TooManyModulesOnDevice", 429000: "GenericTooManyRequests",
+    429001: "ThrottlingException", 429002: "ThrottleBacklogLimitExceeded",
+    429003: "ThrottlingBacklogTimeout", 500001: "ServerError", 503001: "ServiceUnavailable",
+}
+# Names that mean the same for a conformance verdict (facts §8: the per-entry ETag mismatch code
+# is PreconditionFailed in the C# mapping, EtagDoesNotMatch in the swagger enum).
+SAME_CODE = {"EtagDoesNotMatch": "PreconditionFailed"}
+
+
+def code_name(code: Any) -> str | None:
+    """An errorCode as its canonical name, whether sent as a name or a number."""
+    if isinstance(code, bool) or code is None:
+        return None
+    if isinstance(code, int) or (isinstance(code, str) and code.isascii() and code.isdigit()):
+        return NUMERIC_CODES.get(int(code), str(code))
+    name = str(code)
+    return SAME_CODE.get(name, name)
 
 
 def error_code(exchange: Exchange) -> str | None:
     """The symbolic errorCode of a request-level error: header first, then Message."""
+    return code_name(_raw_error_code(exchange))
+
+
+def _raw_error_code(exchange: Exchange) -> str | None:
     header = exchange.header("iothub-errorcode") or exchange.header("IotHubErrorCode")
     if header and header != "BulkRegistryOperationFailure":
         return header
@@ -281,7 +343,7 @@ def _compare_errors(got: dict[str | None, list[dict[str, Any]]],
                                 "documented"))
     for device_id in sorted(set(got) & set(want), key=str):
         g, w = got[device_id][0], want[device_id][0]
-        if g.get("errorCode") != w.get("errorCode"):
+        if code_name(g.get("errorCode")) != code_name(w.get("errorCode")):
             # the per-entry code of an ETag mismatch is inferred (facts §8)
             evidence = "inferred" if w.get("errorCode") == "PreconditionFailed" else "documented"
             problems.append(Problem("errors", f"device {device_id!r}: expected errorCode "

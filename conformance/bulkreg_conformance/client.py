@@ -282,12 +282,18 @@ class Client:
             else json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         ids = bulk_ids(data)
         self.check_ids(ids)
-        if track:
-            # before sending: a Ctrl-C or a timeout while the request is in flight must not let
-            # a device the endpoint did create escape cleanup
-            self.touched.update(ids)
-        return self.request("POST", "/devices", body=data, auth=auth,
-                            api_version=api_version, headers=headers)
+        new = set(ids) - self.touched if track else set()
+        # before sending: a Ctrl-C or a timeout while the request is in flight must not let a
+        # device the endpoint did create escape cleanup
+        self.touched |= new
+        try:
+            return self.request("POST", "/devices", body=data, auth=auth,
+                                api_version=api_version, headers=headers)
+        except EndpointUnreachable as exc:
+            if isinstance(exc.__context__, requests.ConnectionError) and \
+                    "NewConnectionError" in str(exc):
+                self.touched -= new  # refused before a byte was sent: nothing to clean up
+            raise
 
     def get_device(self, device_id: str, *, auth: Any = Unset) -> Exchange:
         return self.request("GET", "/devices/" + self._path_id(device_id), auth=auth)

@@ -284,6 +284,9 @@ class Context:
                    payload=payload, exchanges=[exchange], rule=rule)
         self.judge("response-schema", checks.response_schema_problems(exchange),
                    payload=payload, exchanges=[exchange], rule=rule)
+        if exchange.method == "POST":
+            self.judge("error-code-form", checks.error_code_form_problems(exchange),
+                       payload=payload, exchanges=[exchange], rule=rule)
 
     def note_coverage(self, body: bytes, predicted: Any, rule: str | None) -> None:
         if rule:

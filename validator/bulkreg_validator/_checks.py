@@ -227,12 +227,13 @@ def twin_metadata(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     properties = entry.get("properties")
     if type(properties) is not dict:
         return
-    for name, path, _ in _SECTIONS[1:]:
-        section = _section(entry, path)
-        for key in _METADATA:
-            if section is not None and key in section:
-                emit("twin-metadata-ignored", (*path, key),
-                     f"{key} in {name} is maintained by the service; a bulk call ignores it")
+    for name in ("desired", "reported"):
+        section = properties.get(name)
+        if type(section) is dict and ("$metadata" in section or "$version" in section):
+            for key in _METADATA:
+                if key in section:
+                    emit("twin-metadata-ignored", ("properties", name, key),
+                         f"{key} in {name} is maintained by the service; a bulk call ignores it")
 
 
 def _twin_walk_needed(ctx: Context) -> bool:

@@ -284,12 +284,19 @@ def check_bulk(value: Any, ctx: Context) -> list[Raw]:
         ids: dict[str, int] = {}
         full, quick = ctx._replace(exhaustive=True), ctx._replace(exhaustive=False)
         full_checks, quick_checks = checks_for(full), checks_for(quick)
+        prefix: Path = ()
+
+        def emit(rule: str, path: Path, message: str) -> None:
+            out.append((rule, (*prefix, *path), message))
+
         for index, entry in enumerate(value):
-            if _short(entry):
-                check_entry(entry, quick, (index,), out, quick_checks)
-            else:
-                check_entry(entry, full, (index,), out, full_checks)
-            _duplicate(ids, entry, index, (index,), out, "/{}/id")
+            if type(entry) is not dict:
+                continue
+            prefix = (index,)
+            entry_ctx, checks = (quick, quick_checks) if _short(entry) else (full, full_checks)
+            for check in checks:
+                check(entry, entry_ctx, emit)
+            _duplicate(ids, entry, index, prefix, out, "/{}/id")
     return out
 
 

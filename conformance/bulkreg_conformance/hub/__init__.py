@@ -1,8 +1,8 @@
 """The reference hub behind ``bulkreg serve``: a faithful local IoT Hub registry.
 
 ``model`` is the pure oracle (state + per-mode semantics), ``app`` the WSGI layer (routing, auth,
-locking, faults), ``store`` memory or SQLite persistence, ``cli`` the command and
-``start_background`` for running a hub on a thread.
+locking, faults), ``store`` memory or SQLite persistence, ``server`` the HTTP/1.1 keep-alive
+request handler, ``cli`` the command and ``start_background`` for running a hub on a thread.
 """
 
 from __future__ import annotations

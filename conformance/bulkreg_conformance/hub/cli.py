@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from bulkreg_conformance.sas import (
     ALL_PERMISSIONS,
@@ -29,18 +29,16 @@ from bulkreg_conformance.sas import (
 )
 
 from .app import Faults, Hub
+from .server import KeepAliveHandler, QuietKeepAliveHandler
 from .store import open_store
 
 __all__ = ["BackgroundHub", "build_hub", "main", "start_background"]
 
 OWNER = "iothubowner"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log by default: one stderr line per request costs the benchmark 10%."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
+# gc.freeze() every this many registry writes in `bulkreg serve` (see Hub.freeze_gc_every); a
+# cyclic garbage object alive at a freeze is never collected, and the hub's request path makes
+# none (only connection-level objects could be), so the cost is bounded and small.
+FREEZE_GC_EVERY = 64
 
 
 def make_policies(connection_string: str | None, hub_name: str) -> tuple[str, dict[str, Policy]]:
@@ -102,7 +100,7 @@ class BackgroundHub:
 
 def serve(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
           access_log: bool = False) -> BaseWSGIServer:
-    handler = WSGIRequestHandler if access_log else _QuietHandler
+    handler = KeepAliveHandler if access_log else QuietKeepAliveHandler
     return make_server(host, port, hub, threaded=True, request_handler=handler)
 
 
@@ -171,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hub = build_hub(connection_string=args.connection_string, hub_name=args.hub_name,
                         db=args.db, faults=faults)
         server = serve(hub, args.host, args.port, access_log=args.access_log)
+        hub.freeze_gc_every = FREEZE_GC_EVERY  # this process is the hub's alone
     except (ValueError, OSError) as exc:  # bad connection string, port taken, unreadable db
         print(f"bulkreg serve: {exc}", file=sys.stderr)
         return 2

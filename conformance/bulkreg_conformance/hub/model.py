@@ -16,6 +16,7 @@ clock. Behaviour choices for the open questions of facts.md §8 are marked ``# d
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -153,6 +154,18 @@ def _enum(value: Any, choices: Iterable[str], default: str) -> str:
     return next((c for c in choices if c.lower() == value.lower()), default)
 
 
+_GENERATION_BASE, _GENERATION_SPAN = 10**17, 9 * 10**17  # 18-digit ids, as the service's
+
+
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+_STATUSES = ("enabled", "disabled")
+_AUTH_TYPES = ("sas", "selfSigned", "certificateAuthority", "none")
+_NO_PRINTS: dict[str, Any] = {"primaryThumbprint": None, "secondaryThumbprint": None}
+
+
 def _api_at_least(api_version: str, since: str) -> bool:
     return api_version[:10] >= since
 
@@ -203,6 +216,7 @@ class _Tx:
         self.counter = registry._counter
         self.now = _stamp(registry._clock())
         self.changes: dict[Key, Record | None] = {}
+        self._seeded = hashlib.sha512(self.seed)  # random() hashes seed + counter
 
     def get(self, key: Key) -> Record | None:
         if key in self.changes:
@@ -214,29 +228,39 @@ class _Tx:
 
     def random(self, size: int = 32) -> bytes:
         self.counter += 1
-        digest = hashlib.sha512(self.seed + self.counter.to_bytes(8, "big")).digest()
-        return digest[:size]
+        digest = self._seeded.copy()
+        digest.update(self.counter.to_bytes(8, "big"))
+        return digest.digest()[:size]
+
+    def _digest(self) -> bytes:
+        """random(64) without the slice: the hot path of key pairs and generation ids."""
+        self.counter += 1
+        digest = self._seeded.copy()
+        digest.update(self.counter.to_bytes(8, "big"))
+        return digest.digest()
 
     def version(self) -> int:
         self.counter += 1
         return self.counter
 
     def key(self) -> str:
-        return base64.b64encode(self.random()).decode("ascii")
+        return _b64(self.random())
 
     def key_pair(self) -> tuple[str, str]:
-        both = self.random(64)  # one digest, two keys: generation is per device, not per key
-        return (base64.b64encode(both[:32]).decode("ascii"),
-                base64.b64encode(both[32:]).decode("ascii"))
+        both = self._digest()  # one digest, two keys: generation is per device, not per key
+        return _b64(both[:32]), _b64(both[32:])
 
     def clean(self, section: Any) -> dict[str, Any]:
         """A request's twin section as stored: $ keys and nulls removed."""
         if self.plain and type(section) is dict:
             return section
+        if section is None:
+            return {}
         return _drop_nulls(_section(section))  # type: ignore[no-any-return]
 
     def generation_id(self) -> str:
-        return str(10**17 + int.from_bytes(self.random(8), "big") % (9 * 10**17))
+        return str(_GENERATION_BASE
+                   + int.from_bytes(self._digest()[:8], "big") % _GENERATION_SPAN)
 
     def done(self) -> Changes:
         return Changes(self.changes, self.counter)
@@ -247,12 +271,16 @@ class _Tx:
 
 def _authentication(tx: _Tx, given: Any) -> dict[str, Any]:
     """The stored authentication: enums canonical, keys generated when absent (facts §2.3, §2.5)."""
+    if given is None:  # the common case: a SAS device with generated keys
+        first, second = tx.key_pair()
+        return {"symmetricKey": {"primaryKey": first, "secondaryKey": second},
+                "x509Thumbprint": dict(_NO_PRINTS), "type": "sas"}
     auth = _obj(given)
     sym, thumb = _obj(auth.get("symmetricKey")), _obj(auth.get("x509Thumbprint"))
     primary_print = thumb.get("primaryThumbprint") or None
     secondary_print = thumb.get("secondaryThumbprint") or None
     inferred = "selfSigned" if primary_print or secondary_print else "sas"
-    kind = _enum(auth.get("type"), ("sas", "selfSigned", "certificateAuthority", "none"), inferred)
+    kind = _enum(auth.get("type"), _AUTH_TYPES, inferred)
     keys: dict[str, Any] = {"primaryKey": None, "secondaryKey": None}
     if kind == "sas":
         primary, secondary = sym.get("primaryKey"), sym.get("secondaryKey")
@@ -280,10 +308,15 @@ def _device_fields(tx: _Tx, entry: dict[str, Any], old: Record | None) -> Record
     """The identity half of a record: replaced wholesale by create and update (facts §3.2)."""
     device_id = entry["id"]
     generation = old["generationId"] if old else tx.generation_id()
-    caps = _obj(entry.get("capabilities"))
-    edge = caps.get("iotEdge") is True
-    scope, parents = _scopes(entry, old, edge, device_id, generation)
-    status = _enum(entry.get("status"), ("enabled", "disabled"), "enabled")
+    caps = entry.get("capabilities")
+    edge = type(caps) is dict and caps.get("iotEdge") is True
+    if edge or entry.get("deviceScope") or entry.get("parentScopes"):
+        scope, parents = _scopes(entry, old, edge, device_id, generation)
+    else:  # a plain device: no scopes to derive
+        scope, parents = None, None
+    status = entry.get("status")
+    if status != "enabled" and status != "disabled":  # noqa: PLR1714 - the fast path
+        status = _enum(status, _STATUSES, "enabled")
     changed_status = old is None or old["status"] != status
     return {
         "deviceId": device_id,
@@ -302,10 +335,13 @@ def _device_fields(tx: _Tx, entry: dict[str, Any], old: Record | None) -> Record
 
 
 def _new_twin(tx: _Tx, entry: dict[str, Any]) -> Record:
-    props = _obj(entry.get("properties"))
-    return {"tags": tx.clean(entry.get("tags")),
-            "desired": tx.clean(props.get("desired")),
-            "reported": tx.clean(props.get("reported")),
+    props = entry.get("properties")
+    if type(props) is not dict:
+        props = {}
+    clean = tx.clean
+    return {"tags": clean(entry.get("tags")),
+            "desired": clean(props.get("desired")),
+            "reported": clean(props.get("reported")),
             "twinVersion": 1, "desiredVersion": 1, "reportedVersion": 1,
             "desiredUpdated": tx.now, "reportedUpdated": tx.now}
 
@@ -398,6 +434,42 @@ def _system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class _Overlay:
+    """Copy-on-write records: a frozen base dict shared between registries, plus this
+    registry's own changes (None: deleted). A prediction costs its changes, not the registry."""
+
+    __slots__ = ("base", "delta", "size")
+
+    def __init__(self, base: dict[Key, Record], delta: dict[Key, Record | None],
+                 size: int) -> None:
+        self.base = base  # never mutated: other registries may read it
+        self.delta = delta
+        self.size = size
+
+    def get(self, key: Key) -> Record | None:
+        delta = self.delta
+        if key in delta:
+            return delta[key]
+        return self.base.get(key)
+
+    def put(self, key: Key, record: Record | None) -> None:
+        self.size += (record is not None) - (self.get(key) is not None)
+        self.delta[key] = record
+
+    def crowded(self) -> bool:
+        """Flattening (O(registry)) pays off once the delta (copied per prediction) is big."""
+        return len(self.delta) > max(4096, len(self.base) // 64)
+
+    def flat(self) -> dict[Key, Record]:
+        out = dict(self.base)
+        for key, record in self.delta.items():
+            if record is None:
+                out.pop(key, None)
+            else:
+                out[key] = record
+        return out
+
+
 class Registry:
     """Device and module identities with their twins; see the module docstring."""
 
@@ -405,8 +477,10 @@ class Registry:
                  records: dict[Key, Record] | None = None, counter: int = 0) -> None:
         self._seed = os.urandom(32) if seed is None else seed
         self._clock: Clock = clock or _system_clock
-        self._records: dict[Key, Record] = {}
-        self._modules: dict[str, set[str]] = {}
+        # a dict this registry owns, or an overlay on a base shared with predicted states
+        self._records: dict[Key, Record] | _Overlay = {}
+        self._modules: dict[str, frozenset[str]] = {}  # device id -> its module ids
+        self._modules_shared = False  # copy the dict before changing it
         self._counter = counter
         self._adopt_records(records or {})
 
@@ -422,40 +496,78 @@ class Registry:
 
     def records(self) -> dict[Key, Record]:
         """The stored records (read-only by convention), for the store and for comparisons."""
+        if isinstance(self._records, _Overlay):
+            self._records = self._records.flat()  # a fresh dict this registry owns
         return self._records
 
     def __len__(self) -> int:
-        return len(self._records)
+        records = self._records
+        return records.size if isinstance(records, _Overlay) else len(records)
 
     def copy(self) -> Registry:
-        return Registry(seed=self._seed, clock=self._clock, records=self._records,
-                        counter=self._counter)
+        """An independent registry with the same state, in O(changes since the last flatten):
+        both share the current records as a frozen base."""
+        return self._derived({})
+
+    def _shared_base(self) -> _Overlay:
+        """This registry's records as an overlay whose base may be shared from now on."""
+        records = self._records
+        if isinstance(records, _Overlay):
+            if records.crowded():
+                records = _Overlay(records.flat(), {}, records.size)
+        else:
+            records = _Overlay(records, {}, len(records))
+        self._records = records
+        return records
+
+    def _derived(self, changes: Mapping[Key, Record | None]) -> Registry:
+        mine = self._shared_base()
+        nxt = Registry.__new__(Registry)
+        nxt._seed, nxt._clock, nxt._counter = self._seed, self._clock, self._counter
+        nxt._records = _Overlay(mine.base, dict(mine.delta), mine.size)
+        nxt._modules = self._modules  # shared: copied before either side changes it
+        self._modules_shared = nxt._modules_shared = True
+        nxt._adopt_records(changes)
+        return nxt
 
     def _adopt_records(self, records: Mapping[Key, Record | None]) -> None:
+        store = self._records
+        put = store.put if isinstance(store, _Overlay) else None
         for key, record in records.items():
             device_id, module_id = key
-            if record is None:
-                self._records.pop(key, None)
-                if module_id:
-                    self._modules.get(device_id, set()).discard(module_id)
-                continue
-            self._records[key] = record
+            if put is not None:
+                put(key, record)
+            elif record is None:
+                store.pop(key, None)  # type: ignore[union-attr]
+            else:
+                store[key] = record  # type: ignore[index]
             if module_id:
-                self._modules.setdefault(device_id, set()).add(module_id)
+                self._module(device_id, module_id, record is not None)
+
+    def _module(self, device_id: str, module_id: str, present: bool) -> None:
+        # copy-on-write: the dict may be shared with predicted states, so it is replaced
+        known = self._modules.get(device_id, frozenset())
+        if (module_id in known) != present:
+            if self._modules_shared:
+                self._modules, self._modules_shared = dict(self._modules), False
+            self._modules[device_id] = known | {module_id} if present else known - {module_id}
 
     def adopt(self, changes: Changes) -> None:
         """Make ``changes`` (from a plan of this registry) the current state."""
         self._adopt_records(changes.records)
         self._counter = changes.counter
+        if isinstance(self._records, _Overlay) and self._records.crowded():
+            self._records = self._records.flat()  # a new dict: the shared base stays intact
 
     def commit(self, plan: Plan) -> Outcome:
         self.adopt(plan.changes)
         return Outcome(plan.status, plan.headers, plan.body, self)
 
     def outcome(self, plan: Plan) -> Outcome:
-        """The outcome of ``plan`` with a new registry as next state; self is unchanged."""
-        nxt = self.copy()
-        nxt.adopt(plan.changes)
+        """The outcome of ``plan`` with a new registry as next state; self is unchanged and the
+        two share their unchanged records (copy-on-write, see ``_Overlay``)."""
+        nxt = self._derived(plan.changes.records)
+        nxt._counter = plan.changes.counter
         return Outcome(plan.status, plan.headers, plan.body, nxt)
 
     def device(self, device_id: str, module_id: str | None = None, *,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bulkreg_conformance.checks import error_code, rule_evidence
+from bulkreg_conformance.checks import code_name, error_code, rule_evidence
 from bulkreg_validator import RULES, validate
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _entry_problems(entry_errors: list[Any], got: dict[str, Any], body: bytes) -
     import json  # noqa: PLC0415 - only on the entry path
 
     entries = json.loads(body)
-    reported = {e.get("deviceId"): e.get("errorCode") for e in got.get("errors") or []
+    reported = {e.get("deviceId"): code_name(e.get("errorCode")) for e in got.get("errors") or []
                 if isinstance(e, dict)}
     problems = []
     flagged = set()
