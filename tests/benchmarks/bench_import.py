@@ -138,8 +138,8 @@ def report(rates: dict[str, float], jsonschema_lines: int) -> None:
     pure = ratios["ours / jsonschema (pure)"]
     print(f"\ntarget >= {TARGET_RS:.1f}x jsonschema-rs with json.loads: "
           f"{_data.verdict(rs_json >= TARGET_RS)} ({rs_json:.2f}x)")
-    print(f"target >= {TARGET_RS:.1f}x jsonschema-rs with orjson.loads (the stronger baseline): "
-          f"{_data.verdict(rs_orjson >= TARGET_RS)} ({rs_orjson:.2f}x)")
+    print(f"for reference, not the issue's target: jsonschema-rs fed by orjson.loads (bulkreg's "
+          f"own parser, a stronger baseline than the one users run): {rs_orjson:.2f}x")
     print(f"target >= {TARGET_JSONSCHEMA:.0f}x pure jsonschema: "
           f"{_data.verdict(pure >= TARGET_JSONSCHEMA)} ({pure:.1f}x)")
 

@@ -7,6 +7,7 @@ payload with findings is scanned again exactly, to give each finding its line an
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -22,13 +23,26 @@ from ._rules import LIMITS, RULES
 __all__ = ["Finding", "Report", "validate", "validate_import"]
 
 Path = tuple[str | int, ...]
-# A text this short cannot hold a key over 1 KB, a string over 4 KB or a twin section over 8 KB
-# (the docs' size algorithm counts at most 4 bytes per byte of JSON text: a number "1," is 8).
-_SHORT_TEXT = 1024
+# When the twin walk can be skipped (Context.exhaustive False): the docs' size algorithm counts at
+# most 4 bytes per byte of JSON text (a number "1," counts 8), so a text of at most 2048 bytes
+# keeps tags under 8 KB and desired/reported under 32 KB, and its strings under 4 KB. A key over
+# 1 KB of UTF-8 needs over 1 KB of text between two quote characters (an escape is never shorter
+# in the text than in UTF-8), unless the key holds an escaped quote.
+_SHORT_TEXT = 2048
+_KEY_MAX_TEXT = 1024
 # Larger texts skip the orjson fast path (which would hold two more copies) and go straight to the
 # exact scanner: no valid payload comes near (100 entries of at most ~80 KB of twin each).
 _FAST_MAX = 16 * 1024 * 1024
 DEFAULT_MAX_FINDINGS = 10_000
+
+
+def _short_text(data: bytes) -> bool:
+    size = len(data)
+    if size <= _KEY_MAX_TEXT:
+        return True
+    if size > _SHORT_TEXT or b'\\"' in data:
+        return False
+    return max(map(len, data.split(b'"'))) <= _KEY_MAX_TEXT
 
 
 class Finding(NamedTuple):
@@ -270,7 +284,7 @@ def _short(entry: Any) -> bool:
     """True when no twin size or byte limit can be exceeded in ``entry`` (see _SHORT_TEXT): its
     compact re-serialisation is no longer than any text it came from."""
     try:
-        return len(orjson.dumps(entry)) <= _SHORT_TEXT
+        return _short_text(orjson.dumps(entry))
     except TypeError:  # too deep to serialise: not short
         return False
 
@@ -354,7 +368,7 @@ def _text_findings(data: bytes, ctx: Context, checker: Any,
     """Check one JSON text. Returns (value or None, findings, readable)."""
     value = fast_load(data) if len(data) <= _FAST_MAX else None
     if value is not None:
-        raw = checker(value, ctx._replace(exhaustive=len(data) > _SHORT_TEXT))
+        raw = checker(value, ctx._replace(exhaustive=not _short_text(data)))
         if not raw:
             return value, [], True
         value = None  # the exact scan below parses again: hold one parsed copy at a time
@@ -469,7 +483,7 @@ class _ImportState:
                                                   self.checks)
         ids = self.ids
         for (lineno, data), value in zip(lines, values, strict=True):
-            ctx, checks = (quick, quick_checks) if len(data) <= _SHORT_TEXT else (full, full_checks)
+            ctx, checks = (quick, quick_checks) if _short_text(data) else (full, full_checks)
             if schema_ok or self.accept(value):
                 for check in checks:
                     check(value, ctx, emit)
