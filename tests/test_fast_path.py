@@ -1,0 +1,83 @@
+"""The fast path skips work only where a finding is impossible: its findings equal the exact
+path's on texts built to sit near every limit the skipped twin walk checks."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bulkreg_validator import validate, validate_import
+from bulkreg_validator import _validate
+from bulkreg_validator._checks import Context
+from bulkreg_validator._validate import check_bulk, check_line, pointer
+
+CHARS = st.sampled_from(["a", "é", "€", "😀", "\n", "\\", '"'])
+# lengths at the edges of what the guard reasons about (1 KB keys, 4 KB strings, sizes 4x text)
+KEYS = st.builds(lambda c, n: c * n, CHARS, st.sampled_from([1, 2, 255, 256, 257, 300]))
+VALUES = st.one_of(
+    st.integers(0, 9),
+    st.builds(lambda c, n: c * n, CHARS, st.sampled_from([0, 3, 1023, 1024, 1025, 1100])),
+    st.builds(lambda n: [1] * n, st.sampled_from([0, 10, 255, 256, 257, 400, 1100])),
+)
+TWINS = st.dictionaries(KEYS, VALUES, max_size=4)
+ENTRIES = st.builds(lambda tags, desired: {"id": "d1", "importMode": "create", "tags": tags,
+                                           "properties": {"desired": desired}}, TWINS, TWINS)
+
+
+def exact(findings: list[tuple[str, Any, str]]) -> set[tuple[str, str]]:
+    return {(rule, pointer(path)) for rule, path, _ in findings}
+
+
+@settings(max_examples=200)
+@given(entry=ENTRIES)
+# tags of 8,800 counted bytes in 2.2 KB of text (a number "1," counts 8): just past the guard
+@example(entry={"id": "d1", "importMode": "create", "tags": {"a": [1] * 1100}})
+@example(entry={"id": "d1", "importMode": "create", "tags": {"k" * 1025: 1}})
+@example(entry={"id": "d1", "importMode": "create",  # the same in pieces shorter than a key
+                "tags": {"a": [1] * 350, "b": [1] * 350, "c": [1] * 350}})
+def test_import_lines_fast_path_equals_the_exhaustive_walk(entry: dict[str, Any]) -> None:
+    data = orjson.dumps(entry)
+    want = exact(check_line(entry, Context("import", "2021-04-12", exhaustive=True)))
+    got = {(f.rule, f.pointer) for f in validate_import(io.BytesIO(data)).findings}
+    assert got == want, (len(data), got ^ want)
+
+
+@settings(max_examples=100)
+@given(entries=st.lists(ENTRIES, min_size=1, max_size=3))
+def test_bulk_entries_fast_path_equals_the_exhaustive_walk(entries: list[dict[str, Any]]) -> None:
+    entries = [{**e, "id": f"d{i}"} for i, e in enumerate(entries)]
+    short = _validate._short
+    _validate._short = lambda entry: False  # the reference: every entry walked
+    try:
+        want = exact(check_bulk(entries, Context("bulk", "2021-04-12")))
+    finally:
+        _validate._short = short
+    got = {(f.rule, f.pointer) for f in validate(orjson.dumps(entries)).findings}
+    assert got == want, got ^ want
+
+
+def test_the_texts_reach_both_sides_of_the_guard() -> None:
+    """The strategies above produce short texts that skip the walk and long ones that do not,
+    and findings of every rule the walk owns (so the equality above is not vacuous)."""
+    seen_rules: set[str] = set()
+    short = long = 0
+
+    @settings(max_examples=200)
+    @given(entry=ENTRIES)
+    def sample(entry: dict[str, Any]) -> None:
+        nonlocal short, long
+        data = orjson.dumps(entry)
+        if _validate._short_text(data) and len(data) > 1024:
+            short += 1
+        elif not _validate._short_text(data):
+            long += 1
+        seen_rules.update(r for r, _, _ in check_line(
+            entry, Context("import", "2021-04-12", exhaustive=True)))
+
+    sample()
+    assert short > 0 and long > 0
+    assert {"twin-key-length", "twin-string-length", "twin-section-size"} <= seen_rules
