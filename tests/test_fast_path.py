@@ -10,8 +10,7 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bulkreg_validator import validate, validate_import
-from bulkreg_validator import _validate
+from bulkreg_validator import _validate, validate, validate_import
 from bulkreg_validator._checks import Context
 from bulkreg_validator._validate import check_bulk, check_line, pointer
 

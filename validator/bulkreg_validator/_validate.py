@@ -7,7 +7,6 @@ payload with findings is scanned again exactly, to give each finding its line an
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 

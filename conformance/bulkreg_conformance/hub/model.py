@@ -818,13 +818,17 @@ def _update(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Pro
     return None
 
 
-def _update_if_match(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
-    if old is None:
-        return _absent(key)
+def _stale_device_etag(entry: dict[str, Any], old: Record) -> Problem:
     existing = device_etag(old["version"])
     if _unquote_etag(str(entry.get("eTag"))) != existing:
         return _etag_mismatch("device", existing, entry.get("eTag"))
-    return _update(tx, key, entry, old)
+    return None
+
+
+def _update_if_match(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
+    if old is None:
+        return _absent(key)
+    return _stale_device_etag(entry, old) or _update(tx, key, entry, old)
 
 
 def _create_or_update(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
@@ -845,10 +849,7 @@ def _delete(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Pro
 def _delete_if_match(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
     if old is None:
         return _absent(key)
-    existing = device_etag(old["version"])
-    if _unquote_etag(str(entry.get("eTag"))) != existing:
-        return _etag_mismatch("device", existing, entry.get("eTag"))
-    return _delete(tx, key, entry, old)
+    return _stale_device_etag(entry, old) or _delete(tx, key, entry, old)
 
 
 def _update_twin(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
