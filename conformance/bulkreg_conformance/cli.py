@@ -12,8 +12,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from bulkreg_conformance import report
 from bulkreg_conformance.client import ClientError
@@ -85,14 +88,51 @@ def _settings(args: argparse.Namespace) -> Settings:
                     time_budget=args.time_budget, replay=replay)
 
 
-def _progress(stream: object) -> object:
-    if not getattr(stream, "isatty", lambda: False)():
-        return None
+class LiveProgress:
+    """A status line on a terminal, redrawn four times a second: the suite running, requests
+    sent, checks passed / failed / deviations, time. Each finished step stays on its own line."""
 
-    def show(step: str) -> None:
-        print(f"bulkreg conform: {step}…", file=sys.stderr, flush=True)
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.stats: Callable[[], str] = lambda: ""
+        self.step = ""
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
 
-    return show
+    def __call__(self, step: str) -> None:
+        with self.lock:
+            if self.step:
+                self.stream.write(f"\r\x1b[Kbulkreg conform: {self.step} done\n")
+            self.step = step
+        if not self.thread.is_alive():
+            self.thread.start()
+        self._draw()
+
+    def _tick(self) -> None:
+        while not self.done.wait(0.25):
+            self._draw()
+
+    def _draw(self) -> None:
+        with self.lock:
+            if self.done.is_set():
+                return
+            elapsed = time.monotonic() - self.started
+            self.stream.write(f"\r\x1b[Kbulkreg conform: {self.step}: {self.stats()}, "
+                              f"{elapsed:.0f}s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            self.done.set()
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _progress(stream: TextIO) -> LiveProgress | None:
+    """The live display on a terminal; quiet otherwise (CI logs, pipes)."""
+    return LiveProgress(stream) if stream.isatty() else None
 
 
 def _secrets(settings: Settings) -> tuple[str, ...]:
@@ -112,7 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     secrets = _secrets(settings)
     try:
-        result = run(settings, progress=_progress(sys.stderr))  # type: ignore[arg-type]
+        live = _progress(sys.stderr)
+        try:
+            result = run(settings, progress=live)
+        finally:
+            if live is not None:
+                live.close()
     except ClientError as exc:
         print(f"bulkreg conform: error: {report.scrub(str(exc), secrets)}", file=sys.stderr)
         return 2

@@ -413,6 +413,8 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
         ctx = Context(client, settings, seed)
         if progress:
             ctx.progress = progress
+            if hasattr(progress, "stats"):  # a live display reads the counts while it draws
+                progress.stats = lambda: _live_stats(ctx)
         leaks: list[str] = []
         try:
             with _sigint_as_interrupt():
@@ -429,6 +431,14 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
     return Result(settings, url, builtin, prefix, seed, ctx.tally, ctx.failures, ctx.coverage,
                   client.sent, time.monotonic() - started, leaks, errors, interrupted,
                   ctx.suppressed)
+
+
+def _live_stats(ctx: Context) -> str:
+    tallies = list(ctx.tally.values())
+    failed = sum(t.failed for t in tallies)
+    deviations = sum(t.deviation for t in tallies)
+    return (f"{ctx.client.sent} requests, {sum(t.passed for t in tallies)} checks passed, "
+            f"{failed} failed, {deviations} deviation(s)")
 
 
 def _replay(ctx: Context, replay: dict[str, Any]) -> None:
