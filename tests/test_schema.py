@@ -111,3 +111,17 @@ def test_package_data_paths_exist() -> None:
     assert bulkreg_schema.openapi_path().is_file()
     with pytest.raises(KeyError, match="no schema named"):
         bulkreg_schema.path("Nope")
+
+
+def test_contract_values_are_read_from_the_schema_files() -> None:
+    contract = bulkreg_schema.contract()
+    device = bulkreg_schema.load("ExportImportDevice")["properties"]
+    assert contract.id_max_length == device["id"]["maxLength"] == 128
+    assert contract.status_reason_max_length == 128 and contract.max_entries == 100
+    assert contract.bulk_modes == tuple(device["importMode"]["enum"])
+    assert set(contract.import_modes) - set(contract.bulk_modes) == {
+        "createOrUpdate", "createOrUpdateIfMatchETag"}
+    assert contract.key_decoded_bytes == (16, 64) and contract.twin_max_depth == 10
+    assert contract.twin_integer_range == (-(2**52), 2**52 - 1)
+    assert contract.id_pattern.match("a" * 128) and not contract.id_pattern.match("a" * 129)
+    assert not contract.id_pattern.match("device\n") and not contract.id_pattern.match("")

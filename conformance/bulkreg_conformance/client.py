@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # The id pattern the hub accepts (facts §2.1); ids outside it cannot name a stored device.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$")
+ID_PATTERN = bulkreg_schema.contract().id_pattern
 AUTH_PLACEHOLDER = "$SAS"  # what reproducers show instead of a token
 _REDACTED = "<redacted>"
 _RETRY_STATUSES = frozenset({429, 503})
@@ -400,8 +400,9 @@ class Client:
         self.check_ids(wanted)
         valid = [i for i in wanted if ID_PATTERN.match(i)]
         suspects = [i for i in wanted if not ID_PATTERN.match(i)]
-        for start in range(0, len(valid), 100):
-            chunk = valid[start:start + 100]
+        per_call = bulkreg_schema.contract().max_entries
+        for start in range(0, len(valid), per_call):
+            chunk = valid[start:start + per_call]
             body = json.dumps([{"id": i, "importMode": "delete"} for i in chunk]).encode()
             suspects += _not_reported_absent(
                 chunk, self.request("POST", "/devices", body=body, capped=False))

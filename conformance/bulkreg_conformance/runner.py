@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import bulkreg_schema
 from bulkreg_conformance import checks
 from bulkreg_conformance.checks import Failure, Problem
 from bulkreg_conformance.client import Client, ClientError, Exchange, bulk_ids
@@ -34,8 +35,8 @@ CURRENT_ETAG = "<current-etag>"  # replaced by the device's current etag when se
 CURRENT_TWIN_ETAG = "<current-twin-etag>"
 STALE_ETAG = "c3RhbGU="  # base64 "stale": a well-formed etag no device has
 MAX_DETAILED = 3  # failures kept in full per check; the rest are counted
-MODES = ("create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag", "updateTwin",
-         "updateTwinIfMatchETag")
+MODES = bulkreg_schema.contract().bulk_modes
+ID_MAX = bulkreg_schema.contract().id_max_length
 
 
 @dataclass
@@ -144,8 +145,8 @@ class Context:
         return f"{self.client.prefix}{label}{self._serial}"
 
     def scoped(self, device_id: str) -> str:
-        """``device_id`` moved into the run's prefix (kept within 128 characters)."""
-        return (self.client.prefix + device_id)[:128] if device_id else device_id
+        """``device_id`` moved into the run's prefix (kept within the id length limit)."""
+        return (self.client.prefix + device_id)[:ID_MAX] if device_id else device_id
 
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
@@ -325,7 +326,7 @@ class Context:
         for device_id in dict.fromkeys(ids):
             if not isinstance(device_id, str) or not device_id.startswith(self.client.prefix):
                 continue
-            if len(device_id) > 128 or not device_id:
+            if len(device_id) > ID_MAX or not device_id:
                 continue
             self.read_device(device_id, payload, cause)
 

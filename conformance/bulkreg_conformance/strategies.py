@@ -52,23 +52,19 @@ __all__ = [
 ID_WARN_SPECIALS = "+#;"
 ID_SPECIALS = "-:.%_*?!(),=@$'"
 _ALNUM = string.ascii_letters + string.digits
-ID_MAX = 128
-STATUS_REASON_MAX = 128
-TWIN_MAX_DEPTH = 10
-
-BULK_MODES = ("create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
-              "updateTwin", "updateTwinIfMatchETag")
-IMPORT_MODES = ("createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES)
+_CONTRACT = bulkreg_schema.contract()  # every limit below is read from the schema files
+ID_MAX = _CONTRACT.id_max_length
+STATUS_REASON_MAX = _CONTRACT.status_reason_max_length
+TWIN_MAX_DEPTH = _CONTRACT.twin_max_depth
+BULK_MODES = _CONTRACT.bulk_modes
+IMPORT_MODES = _CONTRACT.import_modes
 _ETAG_MODES = {"updateIfMatchETag", "deleteIfMatchETag"}
 _ETAG_OPTIONAL = {"createOrUpdateIfMatchETag"}
 _DELETE_MODES = {"delete", "deleteIfMatchETag"}
 _TWIN_MODES = {"updateTwin", "updateTwinIfMatchETag"}
-_LEAF = bulkreg_schema.load("TwinCollection")["$defs"]["level11"]  # the schema holds the range
-_INT_MIN, _INT_MAX = int(_LEAF["minimum"]), int(_LEAF["maximum"])
+_INT_MIN, _INT_MAX = _CONTRACT.twin_integer_range
 _KEY_BYTES, _STRING_BYTES = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
-# Symmetric keys decode to 16..64 bytes (facts §2.3). The schema holds this only as a base64
-# length regex, so the numbers are spelled out here; the property tests fail if they drift.
-_KEY_MIN, _KEY_MAX = 16, 64
+_KEY_MIN, _KEY_MAX = _CONTRACT.key_decoded_bytes
 
 
 # --- ids, statusReason, etags ------------------------------------------------------------------

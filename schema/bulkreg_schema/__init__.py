@@ -8,13 +8,16 @@ import it does not need).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "API_VERSION",
     "BASE_URI",
     "SCHEMA_NAMES",
+    "Contract",
+    "contract",
     "examples",
     "load",
     "openapi",
@@ -70,3 +73,44 @@ def examples() -> list[dict[str, Any]]:
             case.setdefault("source", file.name)
             cases.append(case)
     return cases
+
+
+class Contract(NamedTuple):
+    """The limits other code needs as values, read from the schema files (never restated)."""
+
+    id_pattern: re.Pattern[str]  # a whole device or module id (ECMA '$' made Python's \\Z)
+    id_max_length: int
+    status_reason_max_length: int
+    bulk_modes: tuple[str, ...]  # importMode values of the bulk call
+    import_modes: tuple[str, ...]  # importMode values of an import file line
+    max_entries: int  # entries per bulk call
+    key_decoded_bytes: tuple[int, int]  # a symmetric key's decoded length range
+    twin_max_depth: int
+    twin_integer_range: tuple[int, int]
+
+
+_CONTRACT: list[Contract] = []
+
+
+def contract() -> Contract:
+    """The contract's limits as values (loaded once)."""
+    if not _CONTRACT:
+        device = load("ExportImportDevice")["properties"]
+        twin = load("TwinCollection")["$defs"]
+        depth = sum(1 for name in twin if name.startswith("level")) - 1
+        leaf = twin[f"level{depth + 1}"]
+        low, high = load("SymmetricKey")["properties"]["primaryKey"]["x-bulkreg-decoded-bytes"]
+        id_ = device["id"]
+        _CONTRACT.append(Contract(
+            id_pattern=re.compile(
+                f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}\\Z"),
+            id_max_length=id_["maxLength"],
+            status_reason_max_length=device["statusReason"]["maxLength"],
+            bulk_modes=tuple(device["importMode"]["enum"]),
+            import_modes=tuple(load("ImportLine")["properties"]["importMode"]["enum"]),
+            max_entries=load("BulkRequest")["maxItems"],
+            key_decoded_bytes=(low, high),
+            twin_max_depth=depth,
+            twin_integer_range=(leaf["minimum"], leaf["maximum"]),
+        ))
+    return _CONTRACT[0]

@@ -27,7 +27,8 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 OUT = Path(__file__).resolve().parent.parent / "bulkreg_schema"
 
 # facts.md §2.1: the C# client regex, the widest documented set (18 specials).
-ID_PATTERN = r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$"
+ID_PATTERN = r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']+$"
+ID_MAX_LENGTH = 128
 # facts.md §2.7 / swagger PropertyContainer: no C0/C1 control characters, '.', '$' or space.
 KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
 # desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
@@ -38,13 +39,22 @@ MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays u
 TWIN_NUMBER_RANGE = {"minimum": -(2**52), "maximum": 2**52 - 1}
 TWIN_NUMBER_RULES = {"minimum": "twin-integer-range", "maximum": "twin-integer-range"}
 # facts.md §2.3: base64 of 16..64 bytes (CS SymmetricKey); "" means "generate" (Node).
-# n bytes = q full 4-char groups plus a tail: n = 3q (q 6..21), 3q+1 "xx==" (q 5..21),
-# 3q+2 "xxx=" (q 5..20).
-_B64 = "[A-Za-z0-9+/]"
-KEY_PATTERN_B64 = (
-    f"^$|^(?:(?:{_B64}{{4}}){{6,21}}|(?:{_B64}{{4}}){{5,21}}{_B64}{{2}}==|"
-    f"(?:{_B64}{{4}}){{5,20}}{_B64}{{3}}=)$"
-)
+KEY_DECODED_BYTES = (16, 64)
+
+
+def base64_pattern(low: int, high: int) -> str:
+    """Base64 text of ``low``..``high`` bytes, or "": n bytes are q full 4-character groups plus
+    a tail, n = 3q (no tail), 3q+1 ("xx=="), 3q+2 ("xxx=")."""
+    char = "[A-Za-z0-9+/]"
+    tails = {0: "", 1: f"{char}{{2}}==", 2: f"{char}{{3}}="}
+    branches = [
+        f"(?:{char}{{4}}){{{-(-(low - r) // 3)},{(high - r) // 3}}}{tail}"
+        for r, tail in tails.items()
+    ]
+    return f"^$|^(?:{'|'.join(branches)})$"
+
+
+KEY_PATTERN_B64 = base64_pattern(*KEY_DECODED_BYTES)
 THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # facts.md §2.4 SHA-1 or SHA-256
 BULK_MODES = [
     "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
@@ -69,12 +79,14 @@ def document(name: str, description: str, body: dict[str, Any]) -> dict[str, Any
     }
 
 
-def string_pair(names: tuple[str, str], pattern: str, rule: str) -> dict[str, Any]:
+def string_pair(names: tuple[str, str], pattern: str, rule: str,
+                notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """An object of two optional strings sharing one pattern (keys, thumbprints)."""
     return {
         "type": ["object", "null"],
         "properties": {
-            name: {"type": ["string", "null"], "pattern": pattern, "x-bulkreg-rule": rule}
+            name: {"type": ["string", "null"], "pattern": pattern, "x-bulkreg-rule": rule,
+                   **(notes or {})}
             for name in names
         },
         "additionalProperties": False,
@@ -153,12 +165,16 @@ def device_fields(import_mode: dict[str, Any]) -> dict[str, Any]:
             "description": "The device id: case-sensitive, 1-128 ASCII alphanumerics and "
             "- : . + % _ # * ? ! ( ) , = @ ; $ '",
             "type": "string",
+            "minLength": 1,
+            "maxLength": ID_MAX_LENGTH,
             "pattern": ID_PATTERN,
             "x-bulkreg-rule": "device-id-format",
         },
         "moduleId": {
             "description": "The module id, if applicable; same characters as a device id.",
             "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": ID_MAX_LENGTH,
             "pattern": ID_PATTERN,
             "x-bulkreg-rule": "module-id-format",
         },
@@ -252,7 +268,8 @@ def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
         "SymmetricKey": document(
             "SymmetricKey",
             "Base64 primary and secondary keys; both or neither (empty or null: generated).",
-            string_pair(("primaryKey", "secondaryKey"), KEY_PATTERN_B64, "auth-key-invalid"),
+            string_pair(("primaryKey", "secondaryKey"), KEY_PATTERN_B64, "auth-key-invalid",
+                        {"x-bulkreg-decoded-bytes": list(KEY_DECODED_BYTES)}),
         ),
         "X509Thumbprint": document(
             "X509Thumbprint",

@@ -24,9 +24,11 @@ Error = tuple[str, Path, str, Any, Any]  # rule, path, keyword, expected, value
 Ok = Callable[[Any], bool]
 Errors = Callable[[Any, Path, list[Error]], None]
 
-ANNOTATIONS = frozenset(
-    {"$schema", "$id", "title", "description", "$defs", "x-bulkreg-rule", "default", "examples"}
-)
+ANNOTATIONS = frozenset({
+    "$schema", "$id", "title", "description", "$defs", "default", "examples",
+    "x-bulkreg-rule",  # the rule a keyword's failure belongs to
+    "x-bulkreg-decoded-bytes",  # the decoded length a base64 pattern encodes (for generators)
+})
 DEFAULT_RULES = {
     "type": "value-type", "enum": "enum-value", "additionalProperties": "unknown-property",
 }

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from werkzeug.wrappers import Request, Response
 
+import bulkreg_schema
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
 from .model import API_VERSIONS, Changes, Plan, Registry, check_bulk
@@ -308,10 +309,12 @@ class Hub:
             self.registry = Registry(seed=self.registry.seed, counter=self.registry.counter)
 
     def seed(self, entries: list[Any], api_version: str) -> list[Any]:
-        """Apply ``entries`` as bulk calls of at most 100; returns each call's result body."""
+        """Apply ``entries`` as bulk calls of at most the contract's maximum; returns each call's
+        result body."""
         results = []
-        for start in range(0, len(entries), 100):
-            checked = check_bulk(orjson.dumps(entries[start:start + 100]),
+        per_call = bulkreg_schema.contract().max_entries
+        for start in range(0, len(entries), per_call):
+            checked = check_bulk(orjson.dumps(entries[start:start + per_call]),
                                  api_version=api_version)
             results.append(self._run(functools.partial(Registry.plan_bulk, checked=checked)).body)
         return results

@@ -48,8 +48,7 @@ Clock = Callable[[], datetime]
 # facts §1.3: the current version and the older ones SDKs used for this operation.
 API_VERSIONS = ("2021-04-12", "2020-09-30", "2020-06-30-preview", "2020-05-31-preview",
                 "2020-03-13", "2020-03-01", "2019-10-01")
-MODES = ("create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag", "updateTwin",
-         "updateTwinIfMatchETag")
+MODES = bulkreg_schema.contract().bulk_modes
 _CANONICAL = {m.lower(): m for m in MODES}
 # decision: an entry without importMode is createOrUpdate, the import-file default (facts §3.2).
 DEFAULT_MODE = "createOrUpdate"

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+import bulkreg_schema
 from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.runner import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
+from bulkreg_conformance.runner import CURRENT_ETAG, CURRENT_TWIN_ETAG, ID_MAX, STALE_ETAG
 from bulkreg_conformance.suites import hypothesis_home
 from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, rule_case
 
@@ -86,7 +87,7 @@ def _own_entries() -> st.SearchStrategy[list[dict[str, Any]]]:
     """A small fallback for ``strategies.valid_bulk_payloads``: valid entries of every mode."""
     name = st.text(alphabet="abcXYZ019" + ID_CHARS.replace("+", "").replace("#", "")
                    .replace(";", ""), min_size=1, max_size=12)
-    scalar = st.one_of(st.booleans(), st.integers(-(2**52), 2**52 - 1),
+    scalar = st.one_of(st.booleans(), st.integers(*bulkreg_schema.contract().twin_integer_range),
                        st.text("abcé€🙂 ", max_size=8))
     key = st.text("abcdé€", min_size=1, max_size=6)
     section = st.recursive(st.dictionaries(key, scalar, max_size=3),
@@ -148,7 +149,7 @@ def drawn(ctx: Context) -> None:
         with ctx.capture() as failures:
             ids = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
             pre = [{"id": i, "importMode": "create"} for i, make in zip(ids, existing, strict=False)
-                   if make and len(i) <= 128]
+                   if make and len(i) <= ID_MAX]
             if pre:
                 ctx.bulk_step(pre, readback=False)
             ctx.bulk_step(entries)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
 from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
 from bulkreg_conformance.hub.model import API_VERSIONS
+from bulkreg_conformance.runner import ID_MAX
 from bulkreg_conformance.suites import hypothesis_home
 
 if TYPE_CHECKING:
@@ -135,14 +136,14 @@ def _schema(ctx: Context) -> BaseSchema:
 def scoped_id(prefix: str, device_id: str) -> str:
     """``device_id`` moved into ``prefix`` without changing whether it is a valid id.
 
-    An empty id stays empty (it names no device); a valid-length id stays within 128 characters
+    An empty id stays empty (it names no device); a valid-length id stays within the id limit
     by dropping id characters the pattern allows (never one it forbids); an over-long id stays
     over-long.
     """
     if not device_id or device_id.startswith(prefix):
         return device_id
-    excess = len(prefix) + len(device_id) - 128
-    if len(device_id) > 128 or excess <= 0:
+    excess = len(prefix) + len(device_id) - ID_MAX
+    if len(device_id) > ID_MAX or excess <= 0:
         return prefix + device_id
     kept = list(device_id)
     for index in range(len(kept) - 1, -1, -1):
@@ -151,7 +152,7 @@ def scoped_id(prefix: str, device_id: str) -> str:
         if ID_PATTERN.match(kept[index]) and len(kept) > 1:
             del kept[index]
             excess -= 1
-    return (prefix + "".join(kept))[:128] if excess else prefix + "".join(kept)
+    return (prefix + "".join(kept))[:ID_MAX] if excess else prefix + "".join(kept)
 
 
 def _scope_value(prefix: str, value: Any) -> Any:
