@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -117,13 +118,24 @@ def start_background(*, host: str = "127.0.0.1", port: int = 0, db: str | Path |
 # --- the command -------------------------------------------------------------------------------
 
 
+def _port(text: str) -> int:
+    """A TCP port number: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
+    return port
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bulkreg serve",
         description="Run the reference IoT Hub registry (POST /devices and the read/verify "
                     "endpoints) on a local HTTP server.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
     p.add_argument("--db", metavar="FILE", help="keep the registry in this SQLite file")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--connection-string", metavar="CS",
@@ -170,8 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         db=args.db, faults=faults)
         server = serve(hub, args.host, args.port, access_log=args.access_log)
         hub.freeze_gc_every = FREEZE_GC_EVERY  # this process is the hub's alone
-    except (ValueError, OSError) as exc:  # bad connection string, port taken, unreadable db
-        print(f"bulkreg serve: {exc}", file=sys.stderr)
+    except (ValueError, OSError, sqlite3.Error) as exc:  # bad connection string, unusable db
+        print(f"bulkreg serve: {exc}" + (f" ({args.db})" if isinstance(exc, sqlite3.Error)
+                                          else ""), file=sys.stderr)
+        return 2
+    except SystemExit:  # werkzeug has printed why it cannot bind (address in use, unknown host)
+        print(f"bulkreg serve: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 2
     owner = (parse_connection_string(args.connection_string).key_name
              if args.connection_string else OWNER)
