@@ -65,8 +65,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.rate_limit is not None and args.rate_limit <= 0:
-        raise ValueError("--rate-limit must be positive")
+    for name in ("rate_limit", "time_budget"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:  # also refuses NaN
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
     cs = args.connection_string or os.environ.get("BULKREG_CONNECTION_STRING")
     if args.endpoint and not cs:
         raise ValueError("--endpoint needs --connection-string or BULKREG_CONNECTION_STRING")
