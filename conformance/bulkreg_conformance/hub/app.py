@@ -164,10 +164,10 @@ class Hub:
         methods = table.get((parts[0], len(parts)))
         if methods is None or (len(parts) == 4 and parts[2] != "modules") or \
                 (parts[0] == "_bulkreg" and parts[1] != "admin") or not all(parts):
-            raise _Refused(self.registry.error(404, "NotFound",
+            raise _Refused(self.registry.error(404, "GenericNotFound",
                                                f"no such resource: {request.path}"))
         if method not in methods:
-            raise _Refused(self.registry.error(405, "MethodNotAllowed",
+            raise _Refused(self.registry.error(405, "GenericMethodNotAllowed",
                                                f"{method} is not allowed on {request.path}"))
         handler, permissions = methods[method]
         return handler, tuple(parts[1:]), permissions
@@ -337,7 +337,7 @@ class Hub:
             elif type(body) is dict and "faults" in body:
                 self.faults.update(body["faults"])
         except LookupError:
-            return self.registry.error(404, "NotFound", f"no admin action {name!r}")
+            return self.registry.error(404, "GenericNotFound", f"no admin action {name!r}")
         except (ValueError, TypeError, AttributeError) as exc:
             return self.registry.error(400, "ArgumentInvalid", str(exc))
         return _ok(self.status())
