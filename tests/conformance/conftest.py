@@ -3,6 +3,7 @@ WSGI middleware that plants one defect."""
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,3 +51,20 @@ def serve() -> Iterator[Callable[..., Served]]:
     yield start
     for stop in stops:
         stop()
+
+
+def call_hub(hub: Hub, environ: dict[str, Any],
+             data: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Hand ``data`` (the request body, read or rewritten by a test middleware) to the hub and
+    return its (status, headers, body)."""
+    environ = {k: v for k, v in environ.items() if not k.startswith("werkzeug.")}
+    environ.update(CONTENT_LENGTH=str(len(data)), **{"wsgi.input": io.BytesIO(data)})
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+        captured.update(status=status, headers=headers)
+        return lambda _: None
+
+    body = b"".join(hub(environ, capture))
+    return captured["status"], captured["headers"], body

@@ -15,7 +15,7 @@ from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.runner import Result, Settings, run
 from bulkreg_conformance.sas import generate_token
 
-from .conftest import Served
+from .conftest import Served, call_hub
 
 Rewrite = Callable[[Any], Any]
 
@@ -42,23 +42,13 @@ class Defect:
                 body = None
             if body is not None:
                 data = json.dumps(self.request(body)).encode()
-        environ = {k: v for k, v in environ.items() if not k.startswith("werkzeug.")}
-        environ.update(CONTENT_LENGTH=str(len(data)), **{"wsgi.input": io.BytesIO(data)})
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
-            captured.update(status=status, headers=headers)
-            return lambda _: None
-
-        chunks = b"".join(self.hub(environ, capture))
-        status = int(captured["status"].split()[0])
+        status, headers, chunks = call_hub(self.hub, environ, data)
         if bulk and self.response and chunks.startswith(b"{"):
-            new_status, new_body = self.response(status, json.loads(chunks))
+            new_status, new_body = self.response(int(status.split()[0]), json.loads(chunks))
             response = Response(json.dumps(new_body), status=new_status,
                                 content_type="application/json")
             return response(environ, start_response)
-        start_response(captured["status"], captured["headers"])
+        start_response(status, headers)
         return [chunks]
 
 

@@ -4,7 +4,6 @@ check for defects only it looks for (a wrong content type, an undeclared status)
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.runner import Result, Settings, run
 from bulkreg_conformance.suites.schemathesis_suite import scope_case, scoped_id
 
-from .conftest import Served
+from .conftest import Served, call_hub
 
 PREFIX = "st-run-"
 
@@ -59,17 +58,7 @@ class _Wrap:
         data = request.get_data()
         if request.method == "POST":
             self.bodies.append(data)
-        environ = {k: v for k, v in environ.items() if not k.startswith("werkzeug.")}
-        environ.update(CONTENT_LENGTH=str(len(data)), **{"wsgi.input": io.BytesIO(data)})
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
-            captured.update(status=status, headers=headers)
-            return lambda _: None
-
-        body = b"".join(self.hub(environ, capture))
-        status, headers = captured["status"], captured["headers"]
+        status, headers, body = call_hub(self.hub, environ, data)
         if self.alter is not None and request.method == "POST":
             status, headers, body = self.alter(request, status, headers, body)
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
