@@ -383,6 +383,13 @@ class Client:
             raise EndpointUnreachable(
                 f"{method} {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}: "
                 f"{_scrub(str(exc), *self.secrets())}") from None
+        except BaseException:
+            # Ctrl-C mid-request can leave half a request on a kept-alive connection; the
+            # cleanup that follows must not write its requests after it (the endpoint would
+            # read them as the rest of that body and both sides would wait): new connections.
+            self._session.close()
+            self._session = requests.Session()
+            raise
 
     def close(self) -> None:
         self._session.close()

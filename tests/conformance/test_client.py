@@ -194,3 +194,20 @@ def test_cleanup_deletes_in_bulk_and_reports_leaks(server: tuple[Recorder, str],
     posts = [r for r in app.requests if r[0] == "POST"]
     assert len(posts) == 1
     assert {e["id"] for e in json.loads(posts[0][3])} == {"run1-a", "run1-b"}
+
+
+def test_an_interrupted_request_leaves_no_connection_for_the_next(
+        key: str, server: tuple[Recorder, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C mid-request may leave half a body on a kept-alive connection: the client must not
+    # send cleanup requests after it on the same connection.
+    client = client_for(server[1], key)
+    before = client._session
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(before, "request", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.bulk([{"id": "run1-a", "importMode": "create"}])
+    assert client._session is not before
+    assert client.get_device("run1-a").status in (200, 404)  # a fresh connection works

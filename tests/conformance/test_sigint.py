@@ -21,24 +21,24 @@ def _ours(hub: object) -> list[str]:
 def test_sigint_cleans_up_and_exits_without_a_traceback() -> None:
     with start_background() as hub:
         hub.hub.seed([{"id": "foreign-1", "importMode": "create"}], "2021-04-12")
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "bulkreg_validator", "conform", "--endpoint", hub.url,
              "--connection-string", hub.connection_string, "--suite", "stateful",
              "--max-examples", "1000", "--seed", "4", "--prefix", PREFIX,
              "--time-budget", "120"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while len(_ours(hub.hub)) < 3 and time.monotonic() < deadline \
-                    and proc.poll() is None:
-                time.sleep(0.05)
-            assert _ours(hub.hub), "the run created no device before the deadline"
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                deadline = time.monotonic() + 60
+                while len(_ours(hub.hub)) < 3 and time.monotonic() < deadline \
+                        and proc.poll() is None:
+                    time.sleep(0.05)
+                assert _ours(hub.hub), "the run created no device before the deadline"
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+            finally:  # on any failure above: no process or pipe outlives the test
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
         assert proc.returncode not in (0, None), out + err
         assert "Traceback" not in out + err
         assert "interrupted" in out + err
