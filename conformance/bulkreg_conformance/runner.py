@@ -1,7 +1,7 @@
 """One conformance run: the shared context every suite works through, and the run's lifecycle.
 
 ``Context`` pairs the endpoint (through :class:`~bulkreg_conformance.client.Client`) with the
-oracle (``hub.model.Registry``), which mirrors the endpoint's state inside the run's prefix. A
+oracle (``oracle.Registry``), which mirrors the endpoint's state inside the run's prefix. A
 suite sends a bulk call with :meth:`Context.bulk_step`: the oracle predicts the answer, the
 endpoint gives it, the checks compare both, the touched devices are read back, and the tally,
 failures and coverage are updated. ``run`` picks the endpoint (the built-in hub on 127.0.0.1 when
@@ -24,7 +24,7 @@ import bulkreg_schema
 from bulkreg_conformance import checks
 from bulkreg_conformance.checks import Failure, Problem
 from bulkreg_conformance.client import Client, ClientError, Exchange, bulk_ids
-from bulkreg_conformance.hub.model import API_VERSIONS, Registry
+from bulkreg_conformance.oracle import API_VERSIONS, Registry
 from bulkreg_validator import RULES
 
 __all__ = ["CURRENT_ETAG", "CURRENT_TWIN_ETAG", "Context", "Result", "Settings", "run"]

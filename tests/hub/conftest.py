@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from bulkreg_conformance.hub.cli import BackgroundHub, start_background
-from bulkreg_conformance.hub.model import Registry
+from bulkreg_conformance.oracle import Registry
 from bulkreg_conformance.sas import generate_token, parse_connection_string
 
 API = "2021-04-12"

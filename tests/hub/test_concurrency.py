@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from bulkreg_conformance.hub.cli import BackgroundHub
-from bulkreg_conformance.hub.model import Registry
+from bulkreg_conformance.oracle import Registry
 
 from .conftest import Client
 

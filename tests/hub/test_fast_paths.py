@@ -10,7 +10,7 @@ import orjson
 from werkzeug.test import Client as WsgiClient
 
 from bulkreg_conformance.hub.app import Hub
-from bulkreg_conformance.hub.model import Registry
+from bulkreg_conformance.oracle import Registry
 from bulkreg_conformance.sas import Policy, generate_token, new_key
 
 from .conftest import API, registry

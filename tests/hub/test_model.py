@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 import bulkreg_schema
-from bulkreg_conformance.hub.model import Registry, device_etag, twin_etag
+from bulkreg_conformance.oracle import Registry, device_etag, twin_etag
 from bulkreg_validator import RULES, validate
 
 from .conftest import registry

@@ -1,15 +1,16 @@
 """The reference hub behind ``bulkreg serve``: a faithful local IoT Hub registry.
 
-``model`` is the pure oracle (state + per-mode semantics), ``app`` the WSGI layer (routing, auth,
-locking, faults), ``store`` memory or SQLite persistence, ``server`` the HTTP/1.1 keep-alive
-request handler, ``cli`` the command and ``start_background`` for running a hub on a thread.
+It is the oracle (``bulkreg_conformance.oracle``: state + per-mode semantics) behind HTTP:
+``app`` the WSGI layer (routing, auth, locking, faults), ``store`` memory or SQLite
+persistence, ``server`` the HTTP/1.1 keep-alive request handler, ``cli`` the command and
+``start_background`` for running a hub on a thread.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .model import Outcome, Registry
+from bulkreg_conformance.oracle import Outcome, Registry
 
 __all__ = ["Outcome", "Registry", "start_background"]
 

@@ -23,9 +23,9 @@ import orjson
 from werkzeug.wrappers import Request, Response
 
 import bulkreg_schema
+from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
-from .model import API_VERSIONS, Changes, Plan, Registry, check_bulk
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]

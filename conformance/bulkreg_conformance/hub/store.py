@@ -16,7 +16,7 @@ from typing import Protocol
 
 import orjson
 
-from .model import Changes, Key, Record, Registry
+from bulkreg_conformance.oracle.model import Changes, Key, Record, Registry
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
 from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
-from bulkreg_conformance.hub.model import API_VERSIONS
+from bulkreg_conformance.oracle import API_VERSIONS
 from bulkreg_conformance.runner import ID_MAX
 from bulkreg_conformance.suites import hypothesis_home
 
