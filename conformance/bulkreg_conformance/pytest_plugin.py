@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bulkreg_conformance.suites import SUITES
+
 if TYPE_CHECKING:
     from bulkreg_conformance.runner import Result
 
 __all__ = ["ConformanceItem", "pytest_addoption", "pytest_collection_modifyitems"]
 
-SUITES = ("property", "stateful", "auth", "differential", "schemathesis")  # runner.SUITES
 _RESULT = pytest.StashKey["Result | BaseException"]()
 
 

@@ -1,8 +1,10 @@
 """The suites of a conformance run, by name; ``run_all`` runs the selected ones in order.
 
-Each suite is ``run(ctx)`` over a :class:`~bulkreg_conformance.runner.Context`. Environment
-problems (unreachable endpoint, --max-requests reached) stop the run and are reported as errors,
-never as findings about the endpoint.
+Each suite is a module with ``run(ctx)`` over a :class:`~bulkreg_conformance.context.Context`.
+``SUITES`` is the one registry (names in the order they run); this module stays light to import
+(the pytest plugin reads the names) and loads a suite only when it runs. Environment problems
+(unreachable endpoint, --max-requests reached) stop the run and are reported as errors, never as
+findings about the endpoint.
 """
 
 from __future__ import annotations
@@ -13,21 +15,21 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
-from bulkreg_conformance.client import BudgetExceeded, EndpointUnreachable
-
 if TYPE_CHECKING:
-    from bulkreg_conformance.runner import Context
+    from bulkreg_conformance.context import Context
 
-__all__ = ["SUITES", "hypothesis_home", "run_all"]
+__all__ = ["MODULES", "SUITES", "hypothesis_home", "run_all"]
 
-# differential first: it installs a hook the other suites' bulk calls feed.
-SUITES = {
+# name -> module, in running order; differential first: it installs a hook the other suites'
+# bulk calls feed.
+MODULES = {
     "differential": "differential",
     "auth": "auth",
     "property": "property",
     "stateful": "stateful",
     "schemathesis": "schemathesis_suite",
 }
+SUITES = tuple(MODULES)
 
 
 _HOME: list[str] = []
@@ -48,7 +50,12 @@ def hypothesis_home() -> str:
 
 
 def run_all(ctx: Context, errors: list[str]) -> None:
-    for name, module_name in SUITES.items():
+    from bulkreg_conformance.client import (  # noqa: PLC0415 - keeps this module light
+        BudgetExceeded,
+        EndpointUnreachable,
+    )
+
+    for name, module_name in MODULES.items():
         if name not in ctx.settings.suites:
             continue
         module = importlib.import_module(f"{__name__}.{module_name}")

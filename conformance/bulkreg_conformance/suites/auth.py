@@ -14,7 +14,7 @@ from bulkreg_conformance import sas
 from bulkreg_conformance.checks import error_code
 
 if TYPE_CHECKING:
-    from bulkreg_conformance.runner import Context
+    from bulkreg_conformance.context import Context
 
 __all__ = ["run"]
 

@@ -15,7 +15,7 @@ from bulkreg_validator import RULES, validate
 
 if TYPE_CHECKING:
     from bulkreg_conformance.client import Exchange
-    from bulkreg_conformance.runner import Context
+    from bulkreg_conformance.context import Context
 
 __all__ = ["run"]
 

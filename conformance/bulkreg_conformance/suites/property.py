@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 import bulkreg_schema
 from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.runner import CURRENT_ETAG, CURRENT_TWIN_ETAG, ID_MAX, STALE_ETAG
+from bulkreg_conformance.context import CURRENT_ETAG, CURRENT_TWIN_ETAG, ID_MAX, STALE_ETAG
 from bulkreg_conformance.suites import hypothesis_home
 from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, rule_case
 
 if TYPE_CHECKING:
     from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.runner import Context
+from bulkreg_conformance.context import Context
 
 __all__ = ["run"]
 

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
 from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
+from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
-from bulkreg_conformance.runner import ID_MAX
 from bulkreg_conformance.suites import hypothesis_home
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from schemathesis.generation.case import Case
     from schemathesis.schemas import BaseSchema
 
-    from bulkreg_conformance.runner import Context
+    from bulkreg_conformance.context import Context
 
 __all__ = ["OPERATIONS", "run"]
 

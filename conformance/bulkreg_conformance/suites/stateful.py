@@ -34,11 +34,11 @@ from hypothesis.stateful import (
 
 from bulkreg_conformance.checks import Failure
 from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.runner import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
+from bulkreg_conformance.context import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
 from bulkreg_conformance.suites import hypothesis_home
 
 if TYPE_CHECKING:
-    from bulkreg_conformance.runner import Context
+    from bulkreg_conformance.context import Context
 
 __all__ = ["run"]
 
