@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
     p.add_argument("--replay-dir", metavar="DIR",
                    help="write one replay file per failure here (default: next to --report-json)")
-    p.add_argument("--replay", metavar="FILE", help="re-send the payload of a replay file")
+    p.add_argument("--replay", metavar="FILE",
+                   help="re-send a failure's sequence of calls (a replay file) in a fresh prefix")
     return p
 
 
@@ -83,7 +84,6 @@ def _settings(args: argparse.Namespace) -> Settings:
             raise ValueError(f"cannot read replay file {args.replay}: {exc}") from None
         if not isinstance(replay, dict) or "payload" not in replay:
             raise ValueError(f"{args.replay} is not a bulkreg replay file")
-        prefix = prefix or replay.get("prefix")
     return Settings(endpoint=args.endpoint, connection_string=cs, suites=suites,
                     max_examples=args.max_examples, seed=args.seed, strict=args.strict,
                     prefix=prefix, rate_limit=args.rate_limit, max_requests=args.max_requests,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bulkreg_conformance import replay as replay_calls
 from bulkreg_conformance import suites
 from bulkreg_conformance.checks import Failure
 from bulkreg_conformance.client import Client, ClientError
@@ -130,11 +131,9 @@ def _live_stats(ctx: Context) -> str:
 
 
 def _replay(ctx: Context, replay: dict[str, Any]) -> None:
-    """Send a replay file's payload once, with every check a bulk call gets."""
-    ctx.suite = "replay"
+    """Re-send a replay file's sequence in this run's fresh prefix, every check applied."""
     differential.run(ctx)
-    ctx.bulk_step(None, raw=str(replay["payload"]).encode("utf-8", "surrogatepass"),
-                  rule=replay.get("rule"), api_version=replay.get("api_version"))
+    replay_calls.run(ctx, replay)
 
 
 def _cleanup(ctx: Context, errors: list[str]) -> list[str]:

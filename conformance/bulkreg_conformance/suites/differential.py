@@ -1,81 +1,116 @@
 """Differential suite: the offline validator's verdict on every payload the run sends agrees with
-the endpoint's (accept/reject, and the errorCode).
+the endpoint's (accept or reject, then the errorCode).
 
-It adds no requests of its own: it hooks every bulk call the other suites make. The validator and
-the oracle agree by construction, so a disagreement is reported as an *endpoint* deviation, with
-the evidence of the rule involved.
+It adds no requests of its own: it hooks every bulk call the other suites make. Each claim
+carries its own evidence: that a payload the validator rejects is not accepted has the rule's
+rejection evidence; that the endpoint names the same errorCode is at most ``observed``
+(decision error-codes); whether an invalid entry fails alone or takes its request with it is
+open (decision request-or-entry). Errors that depend on the registry's state (not found, already
+exists, etag mismatch) are the oracle's business, not the validator's.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from bulkreg_conformance.checks import code_name, error_code, rule_evidence
+from bulkreg_conformance import decisions
+from bulkreg_conformance.checks import (
+    API_VERSION,
+    Problem,
+    code_name,
+    entry_at,
+    error_code,
+    rejected_whole,
+    rejection_evidence,
+    reported_errors,
+    weakest,
+)
 from bulkreg_validator import RULES, validate
 
 if TYPE_CHECKING:
     from bulkreg_conformance.client import Exchange
     from bulkreg_conformance.context import Context
 
-__all__ = ["run"]
-
-_STATE_CODES = frozenset({"DeviceNotFound", "DeviceAlreadyExists", "PreconditionFailed",
-                          "ModuleNotFound", "ModuleAlreadyExistsOnDevice", "EtagDoesNotMatch"})
+__all__ = ["compare", "run"]
 
 
 def run(ctx: Context) -> None:
-    ctx.after_bulk.append(compare)
+    ctx.after_bulk.append(hook)
 
 
-def compare(ctx: Context, body: bytes, api_version: str, exchange: Exchange,
-            rule: str | None) -> None:
-    if exchange.status in {401, 429} or exchange.status >= 500 or \
-            error_code(exchange) == "InvalidProtocolVersion":
-        return  # not a verdict on the payload
-    report = validate(body, api_version=api_version)
-    request_errors = [f for f in report.errors if RULES[f.rule].scope == "request"]
-    entry_errors = [f for f in report.errors if RULES[f.rule].scope == "entry"]
-    got = exchange.json()
-    result = isinstance(got, dict) and "isSuccessful" in got
-    problems: list[str] = []
-    evidence = "documented"
-    if request_errors:
-        want = request_errors[0]
-        evidence = rule_evidence(want.rule)
-        if result or exchange.status < 400:
-            problems.append(f"the validator rejects the request ({want.rule}: {want.code}); "
-                            f"the endpoint accepted it (HTTP {exchange.status})")
-        elif error_code(exchange) != want.code:
-            problems.append(f"the validator predicts errorCode {want.code} ({want.rule}); the "
-                            f"endpoint answered {error_code(exchange)}")
-    elif not result:
-        problems.append(f"the validator accepts the request; the endpoint rejected it as a whole "
-                        f"(HTTP {exchange.status}, {error_code(exchange)})")
-    else:
-        problems += _entry_problems(entry_errors, got, body)
-        if entry_errors:
-            evidence = rule_evidence(entry_errors[0].rule)
-    ctx.judge("differential", problems, evidence=evidence,
+def hook(ctx: Context, body: bytes, api_version: str, exchange: Exchange,
+         rule: str | None) -> None:
+    ctx.judge("differential", compare(body, api_version, exchange),
               payload=body.decode("utf-8", "replace"), exchanges=[exchange], rule=rule)
 
 
-def _entry_problems(entry_errors: list[Any], got: dict[str, Any], body: bytes) -> list[str]:
-    import json  # noqa: PLC0415 - only on the entry path
-
-    entries = json.loads(body)
-    reported = {e.get("deviceId"): code_name(e.get("errorCode")) for e in got.get("errors") or []
-                if isinstance(e, dict)}
+def compare(body: bytes, api_version: str, exchange: Exchange) -> list[Problem]:
+    """Where the endpoint's answer to ``body`` contradicts the validator's verdict."""
+    if exchange.status in {401, 429} or exchange.status >= 500:
+        return []  # not a verdict on the payload
+    if api_version != API_VERSION and error_code(exchange) == "InvalidProtocolVersion":
+        return []  # decision older-api-versions
+    report = validate(body, api_version=api_version)
+    request = next((f for f in report.errors if RULES[f.rule].scope == "request"), None)
+    got = exchange.json()
+    result = got if isinstance(got, dict) and "isSuccessful" in got else None
+    if request is not None:
+        level = rejection_evidence(request.rule, entry_at(_entries(body), request))
+        return _rejected(request.rule, request.code, level, exchange, result)
+    if rejected_whole(exchange):
+        level = decisions.evidence("request-or-entry") if report.errors else "contract"
+        if api_version != API_VERSION:
+            level = weakest(level, decisions.evidence("older-api-versions"))
+        if any(f.severity == "warning" for f in report.findings):
+            level = weakest(level, "inferred")  # a warning is not a rejection, nor a promise
+        return [Problem("differential", f"the validator accepts the request; the endpoint "
+                        f"rejected it as a whole (HTTP {exchange.status}, "
+                        f"{error_code(exchange)})", level)]
+    if result is None:
+        return []
+    reported = reported_errors(result)
     problems = []
-    flagged = set()
-    for finding in entry_errors:
+    for finding in report.errors:
         index = int(finding.pointer.split("/")[1])
-        device = entries[index].get("id")
-        flagged.add(device)
-        if reported.get(device) != finding.code:
-            problems.append(f"the validator fails entry {index} ({finding.rule}: "
-                            f"{finding.code}); the endpoint answered {reported.get(device)}")
-    for device, code in reported.items():
-        if device not in flagged and code not in _STATE_CODES:
-            problems.append(f"the validator accepts device {device!r}; the endpoint failed it "
-                            f"with {code}")
+        entry = entry_at(_entries(body), finding)
+        device = entry.get("id") if isinstance(entry, dict) else None
+        if device not in reported:
+            problems.append(Problem("differential", f"the validator fails entry {index} "
+                                    f"({finding.rule}: {finding.code}); the endpoint applied it",
+                                    rejection_evidence(finding.rule, entry)))
+        elif code_name(reported[device]) != code_name(finding.code):
+            problems.append(Problem("differential", f"the validator fails entry {index} "
+                                    f"({finding.rule}: {finding.code}); the endpoint answered "
+                                    f"{reported[device]}", weakest(
+                                        rejection_evidence(finding.rule, entry),
+                                        decisions.evidence("error-codes"))))
     return problems
+
+
+def _rejected(rule: str, code: str | None, level: str, exchange: Exchange,
+              result: dict[str, object] | None) -> list[Problem]:
+    if result is not None:
+        if result.get("isSuccessful") is False and reported_errors(result):
+            return [Problem("differential", f"the validator rejects the request ({rule}); the "
+                            f"endpoint failed entries instead", weakest(
+                                level, decisions.evidence("request-or-entry")))]
+        return [Problem("differential", f"the validator rejects the request ({rule}: {code}); "
+                        f"the endpoint accepted it (HTTP {exchange.status})", level)]
+    if exchange.status < 400:
+        return [Problem("differential", f"the validator rejects the request ({rule}: {code}); "
+                        f"the endpoint accepted it (HTTP {exchange.status})", level)]
+    have = error_code(exchange)
+    if code and have != code:
+        return [Problem("differential", f"the validator predicts errorCode {code} ({rule}); the "
+                        f"endpoint answered {have}", weakest(
+                            level, decisions.evidence("error-codes")))]
+    return []
+
+
+def _entries(body: bytes) -> list[Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return []
+    return value if isinstance(value, list) else []

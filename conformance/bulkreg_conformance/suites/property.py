@@ -13,7 +13,6 @@ Three parts, cheapest first:
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, Phase, given, settings
@@ -43,6 +42,7 @@ def run(ctx: Context) -> None:
 
 
 def scenarios(ctx: Context) -> None:
+    ctx.episode()
     a, b, c, gone = (ctx.fresh_id(n) for n in ("sa", "sb", "sc", "gone"))
     every = ctx.fresh_id("all" + ID_CHARS)  # every special character the id pattern allows
     twin = {"tags": {"site": "A", "nested": {"level": {"deep": True}}},
@@ -76,6 +76,7 @@ def scenarios(ctx: Context) -> None:
 
 def rule_cases(ctx: Context) -> None:
     for rule in RULE_CASES:
+        ctx.episode()
         device = ctx.fresh_id("r")
         ctx.bulk_step(None, raw=rule_case(rule, device), rule=rule,
                       api_version=API_VERSION_OF.get(rule))
@@ -145,6 +146,7 @@ def drawn(ctx: Context) -> None:
         if ctx.out_of_time() or len(calls) > 4 * ctx.settings.max_examples + 20:
             return  # shrinking against a live endpoint is bounded in calls and time
         tag = f"h{next(serial)}-"
+        ctx.episode()
         entries = _scoped(ctx, payload, tag)
         with ctx.capture() as failures:
             ids = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
@@ -170,6 +172,3 @@ def drawn(ctx: Context) -> None:
             failure.message += " (shrunk by hypothesis)"
             ctx.fail(failure)
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

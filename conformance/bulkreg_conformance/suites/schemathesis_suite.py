@@ -19,8 +19,11 @@ API (docs: notes on schemathesis 4, §3 and §7):
   not a reason to re-sign);
 - no ``schemathesis.toml`` is read and nothing is written to the working directory.
 
-Each schemathesis failure becomes a runner failure named ``schemathesis:<check>`` with evidence
-``contract`` and a curl reproducer whose token is ``$SAS``.
+Schemathesis reads the *service view* of openapi.json (``checks.service_openapi``): only the
+constraints the service must enforce, unknown members allowed, unset members nullable, so its
+negative phase sends only bodies the service must reject. Each schemathesis failure becomes a
+runner failure named ``schemathesis:<check>`` with that check's evidence
+(``checks.SCHEMATHESIS_EVIDENCE``) and a curl reproducer whose token is ``$SAS``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
+from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure, evidence_of, service_openapi
 from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
 from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
@@ -101,9 +104,7 @@ def _config(ctx: Context) -> Any:
 def _schema(ctx: Context) -> BaseSchema:
     import schemathesis  # noqa: PLC0415 - heavy, conform only
 
-    import bulkreg_schema  # noqa: PLC0415
-
-    loaded = schemathesis.openapi.from_path(bulkreg_schema.openapi_path(), config=_config(ctx))
+    loaded = schemathesis.openapi.from_dict(service_openapi(), config=_config(ctx))
     schema: BaseSchema = loaded
     for method, path in OPERATIONS:
         schema = schema.include(method=method, path=path)
@@ -280,11 +281,18 @@ def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
     title = getattr(failure, "title", "") or name
     message = f"{failure.operation or recorder.label}: {title}: {failure.message}".strip()
     payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
-    return Failure(name, "contract", message, suite="schemathesis", payload=payload,
-                   exchanges=[exchange] if exchange else [],
-                   replay={"version": 1, "check": name, "rule": None, "payload": payload,
-                           "prefix": ctx.client.prefix, "api_version": ctx.client.api_version}
-                   if payload is not None else None)
+    return Failure(name, evidence_of(name) or "contract", message, suite="schemathesis",
+                   payload=payload, exchanges=[exchange] if exchange else [],
+                   replay=_replay(ctx, name, payload, ctx.client.api_version))
+
+
+def _replay(ctx: Context, name: str, payload: str | None,
+            version: str) -> dict[str, Any] | None:
+    if payload is None:
+        return None
+    return {"version": 2, "check": name, "rule": None, "prefix": ctx.client.prefix,
+            "api_version": version, "payload": payload,
+            "steps": [{"raw": payload, "rule": None, "readback": True, "api_version": version}]}
 
 
 def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
@@ -341,11 +349,10 @@ def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None
                         {k: ", ".join(v) for k, v in response.headers.items()},
                         response.content, response.elapsed, "sas")
     payload = body.decode("utf-8", "replace")
-    ctx.fail(Failure(name, "contract", "a request the contract accepts as a whole was rejected "
-                     "as a whole (400 without a BulkRegistryOperationResult body)",
-                     suite="schemathesis", payload=payload, exchanges=[exchange],
-                     replay={"version": 1, "check": name, "rule": None, "payload": payload,
-                             "prefix": ctx.client.prefix, "api_version": version}))
+    ctx.fail(Failure(name, evidence_of(name) or "inferred", "a request the validator accepts "
+                     "as a whole was rejected as a whole (400 without a "
+                     "BulkRegistryOperationResult body)", suite="schemathesis", payload=payload,
+                     exchanges=[exchange], replay=_replay(ctx, name, payload, version)))
 
 
 def _negative(case: Case[Any]) -> bool:

@@ -97,6 +97,7 @@ def _machine(ctx: Context, bounds: _Bounds, last: Found, deviations: Found) -> t
             super().__init__()
             bounds.examples += 1
             self.tag = f"st{bounds.examples}-"
+            ctx.episode()  # a failure's replay re-sends this sequence
             self.steps: list[str] = []
             self.failures: list[Failure] = []
 

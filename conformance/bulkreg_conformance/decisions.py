@@ -1,0 +1,155 @@
+"""The behaviour decisions: for each open question, the hub's choice and what a run accepts.
+
+One record per question the published definition leaves open (facts §8). ``hub`` is what the
+reference hub does; ``accepts`` is what a conformance run accepts from any other endpoint, and
+``evidence`` is the evidence of the hub's choice *as a claim about other endpoints*:
+
+- ``open``: every listed alternative passes (not even a deviation);
+- ``observed`` / ``inferred``: another answer is a deviation (it fails only with ``--strict``);
+- ``documented`` / ``contract``: another answer fails the run.
+
+The checks look a decision up by its key (:func:`evidence`), so what the README's table says a
+run accepts is what the code accepts; the table is generated from these records and a test fails
+if they drift (``python -m bulkreg_conformance.decisions`` prints it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["DECISIONS", "Decision", "evidence", "markdown"]
+
+
+class Decision(NamedTuple):
+    key: str
+    question: str
+    hub: str
+    sources: str
+    accepts: str
+    evidence: str
+
+
+_ROWS = [
+    Decision("id-special-chars", "Device-id special characters",
+             "the C# set is accepted; `+ # ;` warn only", "SWG, CS regex; DOC-IR 2025",
+             "a rejection of `+ # ;` is a deviation", "inferred"),
+    Decision("twin-etag-scope", "`twinETag` scope",
+             "used by `updateTwinIfMatchETag` only; ignored elsewhere (warning)",
+             "PY210, DOC-BULK, CS", "checking it on `updateIfMatchETag` is a deviation",
+             "inferred"),
+    Decision("create-or-update-modes", "importMode outside the swagger 7 (`createOrUpdate*`)",
+             "400 DeserializationError for the request", "SWG enum; DOC-BULK / C# ImportMode",
+             "the hub's rejection, a per-entry error, or the import-job semantics", "open"),
+    Decision("omitted-import-mode", "An entry without `importMode`",
+             "createOrUpdate (the import-job default)", "DOC-BULK; C# default value",
+             "create, createOrUpdate, or an error for the entry or the request", "open"),
+    Decision("enum-case", "Enum casing (`Create`, `Enabled`)",
+             "parsed case-insensitively, returned canonical", "NODE e2e, DOC-IR, import repro",
+             "a rejection is a deviation", "inferred"),
+    Decision("member-casing", "Member-name casing in requests (`ImportMode`, `etag`, `ID`)",
+             "unknown members (warning), so ignored",
+             "Newtonsoft.Json matches case-insensitively by default (inferred)",
+             "either reading: ignored or matched case-insensitively", "open"),
+    Decision("unknown-members", "Members the service does not know",
+             "ignored (warning `unknown-property`)", "import repro (facts §3.2)",
+             "ignoring them; a rejection is a deviation", "inferred"),
+    Decision("per-entry-status", "Status of a per-entry failure",
+             "400 + `IotHubErrorCode: BulkRegistryOperationFailure` + result body; 200 only "
+             "when `isSuccessful` is true", "CS HttpClientHelper",
+             "200 with `isSuccessful:false` is a deviation", "inferred"),
+    Decision("request-or-entry", "Whole request or one entry rejected for an invalid entry",
+             "the whole request (generic error body)", "CS error mapping; no captured trace",
+             "a request-level error, or a per-entry error for the invalid entries", "open"),
+    Decision("too-many-status", "More than 100 entries",
+             "413 TooManyDevices, generic body", "CS error mapping",
+             "any rejection; 400 or 403 instead of 413 is a deviation", "observed"),
+    Decision("duplicate-ids", "Duplicate ids",
+             "by `id` only; request-level 400 DeviceDefinedMultipleTimes", "csharp#3481",
+             "any rejection; a per-entry error is a deviation", "observed"),
+    Decision("error-codes", "errorCode values", "the names this project predicts per case",
+             "CS ErrorCode.cs, samples; no published mapping",
+             "another errorCode for the same status is a deviation", "observed"),
+    Decision("error-code-form", "errorCode representation",
+             "string names; `operation` = canonical importMode; `moduleId` null when absent",
+             "SWG", "names or numeric codes (compared by name); any `operation` text", "open"),
+    Decision("etag-mismatch-code", "Per-entry etag mismatch code", "PreconditionFailed",
+             "CS 412 mapping; SWG enum", "`PreconditionFailed` or `EtagDoesNotMatch`", "open"),
+    Decision("error-headers", "Error header names",
+             "`iothub-errorcode` on generic errors; `IotHubErrorCode` on bulk failures",
+             "CS constants", "either spelling, or none", "open"),
+    Decision("error-body-format", "Error body format",
+             "format A: `{\"Message\": \"ErrorCode:<Name>;<text>\", \"ExceptionMessage\": "
+             "\"Tracking ID:…-G:0-TimeStamp:…\"}`", "JAVA parser tests, csharp#3481",
+             "format A or B", "open"),
+    Decision("unenforced-limits", "statusReason over 128 characters",
+             "rejected (rule `status-reason-length`)", "SWG states it; facts §8: no evidence "
+             "the service enforces it", "acceptance or rejection", "open"),
+    Decision("twin-limits", "Twin arrays, depth, key and value sizes",
+             "as the validator decides", "rule table",
+             "a looser endpoint is a failure or a deviation by the rule's evidence", "inferred"),
+    Decision("null-in-twin", "Null in bulk tags/desired", "dropped (null means \"remove\")",
+             "DOC-TW", "dropped or kept", "open"),
+    Decision("keys", "Symmetric keys", "16–64 bytes, both or neither; empty or null: generate",
+             "CS SymmetricKey, NODE", "a looser endpoint is a deviation", "observed"),
+    Decision("update-replaces", "Update without `authentication`",
+             "identity replaced, keys regenerated; tags/desired replaced only if the entry "
+             "carries them", "DOC-BULK \"overwritten\"", "kept or regenerated keys", "open"),
+    Decision("warnings", "`DeviceRegisteredWithoutTwin` and `warnings`",
+             "never sent; `warnings` is always `[]`", "trigger unknown",
+             "any warnings, absent or empty", "open"),
+    Decision("twin-permissions", "Permissions for bulk `updateTwin*`",
+             "RegistryReadWrite, decided before the body is read", "DOC-SEC, DOC-TW",
+             "401 or success with a registryReadWrite token", "open"),
+    Decision("sas-details", "SAS `sr` case and clock skew",
+             "case-insensitive host and path, whole-segment prefixes; no clock skew",
+             "DOC-SEC, PY270, NODE", "– (the run signs like the SDKs)", "open"),
+    Decision("retry-after", "Retry-After on 429", "sent (`1`) with ThrottlingException",
+             "no evidence", "absent or present", "open"),
+    Decision("throttle-accounting", "Throttle accounting", "one bulk call counts as one request",
+             "unknown", "–", "open"),
+    Decision("older-api-versions", "Older api-versions on this route",
+             "2021-04-12 and the older versions SDKs used are accepted; others → 400 "
+             "InvalidProtocolVersion", "facts §1.3, §8",
+             "acceptance, or 400 InvalidProtocolVersion for any version but 2021-04-12", "open"),
+    Decision("etag-format", "Etags",
+             "device etag = base64 of a registry-wide counter; twin etag = base64 of the "
+             "twin's version", "facts §2.2", "any opaque string", "open"),
+    Decision("if-match", "If-Match", "quoted `\"*\"` is the wildcard; an unquoted value is "
+             "ignored, as the service did for Node", "node#606, CS", "–", "open"),
+    Decision("unset-members", "Unset optional members in reads (`parentScopes`, "
+             "`statusReason`, `deviceScope`, empty twin sections)",
+             "`null` for unset strings, `[]` for `parentScopes`, `{}` for empty sections",
+             "facts §8", "absent, null or empty alike", "open"),
+    Decision("responses-grow", "Response members not in the 2021-04-12 definition",
+             "none sent", "facts §5, §8 (`modelId` on newer twins)",
+             "any extra member; member names compared case-insensitively", "open"),
+    Decision("module-entries", "A bulk entry with `moduleId`",
+             "targets the module identity; the parent device must exist, else DeviceNotFound "
+             "for the entry", "maintainer note (azure-sdk-for-net#13241)",
+             "another answer is a deviation", "observed"),
+]
+
+DECISIONS: dict[str, Decision] = {row.key: row for row in _ROWS}
+
+
+def evidence(key: str) -> str:
+    """The evidence of decision ``key``'s choice as a claim about any endpoint."""
+    return DECISIONS[key].evidence
+
+
+def _verdict(level: str) -> str:
+    return {"open": "accepted", "observed": "deviation", "inferred": "deviation"}.get(
+        level, "failure")
+
+
+def markdown() -> str:
+    """The README's behaviour-decisions table."""
+    lines = ["| question | hub's choice | sources | a conformance run accepts from other "
+             "endpoints | otherwise |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {d.question} | {d.hub} | {d.sources} | {d.accepts} | {_verdict(d.evidence)} "
+              f"({d.evidence}) |" for d in _ROWS]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
