@@ -58,10 +58,14 @@ STATUS_REASON_MAX = _CONTRACT.status_reason_max_length
 TWIN_MAX_DEPTH = _CONTRACT.twin_max_depth
 BULK_MODES = _CONTRACT.bulk_modes
 IMPORT_MODES = _CONTRACT.import_modes
-_ETAG_MODES = {"updateIfMatchETag", "deleteIfMatchETag"}
-_ETAG_OPTIONAL = {"createOrUpdateIfMatchETag"}
-_DELETE_MODES = {"delete", "deleteIfMatchETag"}
-_TWIN_MODES = {"updateTwin", "updateTwinIfMatchETag"}
+_ETAG_MODES = _CONTRACT.etag_modes & set(BULK_MODES)  # eTag required
+_ETAG_OPTIONAL = _CONTRACT.etag_modes - set(BULK_MODES)  # import only: eTag optional
+_DELETE_MODES = _CONTRACT.delete_modes
+_TWIN_MODES = _CONTRACT.twin_only_modes
+_TWIN_ETAG_MODES = _CONTRACT.twin_etag_modes
+MAX_ENTRIES = _CONTRACT.max_entries
+_SECTION_BUDGET = LIMITS["tags_bytes"] // 8  # bytes a drawn section uses: small, fast requests
+_PRINT_LENGTHS = _CONTRACT.thumbprint_lengths  # hex digits: SHA-1, SHA-256
 _INT_MIN, _INT_MAX = _CONTRACT.twin_integer_range
 _KEY_BYTES, _STRING_BYTES = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
 _KEY_MIN, _KEY_MAX = _CONTRACT.key_decoded_bytes
@@ -93,7 +97,8 @@ def device_etags() -> SearchStrategy[str]:
 
 def twin_etags() -> SearchStrategy[str]:
     # observed shape: base64 of an 8-byte big-endian version (facts §2.2)
-    return st.integers(0, 2**40).map(lambda n: base64.b64encode(n.to_bytes(8, "big")).decode())
+    return st.integers(0, 2**40).map(  # not a contract limit: any version counter
+        lambda n: base64.b64encode(n.to_bytes(8, "big")).decode())
 
 
 # --- twins -------------------------------------------------------------------------------------
@@ -175,7 +180,7 @@ def _spine(draw: DrawFn, target: int, budget: _Budget) -> Any:
 
 
 @st.composite
-def twin_sections(draw: DrawFn, *, size: int = 1024) -> dict[str, Any]:
+def twin_sections(draw: DrawFn, *, size: int = _SECTION_BUDGET) -> dict[str, Any]:
     """A twin section (tags, desired or reported) within every twin limit.
 
     Depth up to 10 (sometimes exactly 10, via a spine), multibyte keys, arrays without null items,
@@ -220,7 +225,7 @@ def _sas(draw: DrawFn) -> dict[str, Any]:
 
 @st.composite
 def _self_signed(draw: DrawFn) -> dict[str, Any]:
-    length = draw(st.sampled_from([40, 64]))
+    length = draw(st.sampled_from(_PRINT_LENGTHS))
     prints = {"primaryThumbprint": draw(_hex(length))}
     if draw(st.booleans()):
         prints["secondaryThumbprint"] = draw(_hex(length))
@@ -257,7 +262,8 @@ def _device_fields(draw: DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         fields["capabilities"] = {"iotEdge": draw(st.booleans())}
     if draw(st.integers(0, 3)) == 0:
-        scope = "ms-azure-iot-edge://" + draw(device_ids(max_size=40)) + "-637131779299315265"
+        scope = "ms-azure-iot-edge://" + draw(device_ids(max_size=ID_MAX // 3)) + \
+            "-637131779299315265"
         fields["deviceScope"] = scope
         fields["parentScopes"] = draw(st.sampled_from([[], [scope]]))
     return fields
@@ -275,7 +281,7 @@ def entries(draw: DrawFn, device_id: str, *, modes: tuple[str, ...] = BULK_MODES
         entry["moduleId"] = draw(device_ids(warn_chars=warn_chars, max_size=32))
     if mode in _ETAG_MODES or (mode in _ETAG_OPTIONAL and draw(st.booleans())):
         entry["eTag"] = draw(device_etags())
-    if mode == "updateTwinIfMatchETag":
+    if mode in _TWIN_ETAG_MODES:
         entry["twinETag"] = draw(twin_etags())
     if mode in _DELETE_MODES:
         return entry
@@ -290,11 +296,11 @@ def entries(draw: DrawFn, device_id: str, *, modes: tuple[str, ...] = BULK_MODES
 
 
 @st.composite
-def valid_bulk_payloads(draw: DrawFn, *, min_size: int = 1, max_size: int = 100,
+def valid_bulk_payloads(draw: DrawFn, *, min_size: int = 1, max_size: int = MAX_ENTRIES,
                         warn_chars: bool = False, twin_size: int = 512) -> list[dict[str, Any]]:
-    """Bulk bodies of ``min_size``..``max_size`` (within 1..100) entries with unique ids."""
+    """Bulk bodies of ``min_size``..``max_size`` (within 1..MAX_ENTRIES) entries, unique ids."""
     ids = draw(st.lists(device_ids(warn_chars=warn_chars), min_size=max(min_size, 1),
-                        max_size=min(max_size, 100), unique=True))
+                        max_size=min(max_size, MAX_ENTRIES), unique=True))
     return [draw(entries(i, twin_size=twin_size, warn_chars=warn_chars)) for i in ids]
 
 
@@ -408,7 +414,7 @@ def _empty(draw: DrawFn, payload: Payload) -> Payload:
 @mutation("too-many-devices")
 def _too_many(draw: DrawFn, payload: Payload) -> Payload:
     taken = {entry["id"] for entry in payload}
-    extra = draw(st.integers(101 - len(payload), 120 - len(payload)))
+    extra = draw(st.integers(MAX_ENTRIES + 1 - len(payload), MAX_ENTRIES + 20 - len(payload)))
     n = 0
     while extra:
         n += 1
@@ -425,7 +431,7 @@ def _duplicate_id(draw: DrawFn, payload: Payload) -> Payload:
     if len(payload) >= 2 and draw(st.booleans()):
         target = next(e for e in payload if e is not source)
         target["id"] = source["id"]
-    elif len(payload) < 100:
+    elif len(payload) < MAX_ENTRIES:
         payload.append({"id": source["id"], "importMode": "delete"})
     else:
         payload[-1 if source is not payload[-1] else 0]["id"] = source["id"]
@@ -497,7 +503,7 @@ def _warn_id(draw: DrawFn, payload: Payload) -> Payload:
 @mutation("status-reason-length")
 def _long_status_reason(draw: DrawFn, payload: Payload) -> Payload:
     reason = draw(st.text(st.characters(codec="utf-8"), min_size=STATUS_REASON_MAX + 1,
-                          max_size=STATUS_REASON_MAX + 40))
+                          max_size=STATUS_REASON_MAX * 2))
     _pick(draw, payload)["statusReason"] = reason
     return payload
 
@@ -519,7 +525,7 @@ def _no_etag(draw: DrawFn, payload: Payload) -> Payload:
 @mutation("twin-etag-required")
 def _no_twin_etag(draw: DrawFn, payload: Payload) -> Payload:
     entry = _pick(draw, payload)
-    entry["importMode"] = "updateTwinIfMatchETag"
+    entry["importMode"] = draw(st.sampled_from(sorted(_TWIN_ETAG_MODES)))
     entry.pop("twinETag", None)
     return payload
 
@@ -543,7 +549,7 @@ def _auth_mismatch(draw: DrawFn, payload: Payload) -> Payload:
         {"type": "none", "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
         {"type": "certificateAuthority", "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
         {"type": "selfSigned", "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
-        {"type": "sas", "x509Thumbprint": {"primaryThumbprint": "a" * 40}},
+        {"type": "sas", "x509Thumbprint": {"primaryThumbprint": "a" * _PRINT_LENGTHS[0]}},
     ]))
     _pick(draw, payload)["authentication"] = auth
     return payload
@@ -571,8 +577,10 @@ def _bad_key(draw: DrawFn, payload: Payload) -> Payload:
 
 @mutation("auth-thumbprint-format")
 def _bad_thumbprint(draw: DrawFn, payload: Payload) -> Payload:
-    length = draw(st.integers(1, 80).map(lambda n: n if n not in (40, 64) else n + 1))
-    bad = draw(st.one_of(_hex(length), st.just("g" * 40)))
+    longest = max(_PRINT_LENGTHS)
+    length = draw(st.integers(1, longest + 16).map(
+        lambda n: n if n not in _PRINT_LENGTHS else n + 1))
+    bad = draw(st.one_of(_hex(length), st.just("g" * _PRINT_LENGTHS[0])))
     _pick(draw, payload)["authentication"] = {"type": "selfSigned",
                                               "x509Thumbprint": {"primaryThumbprint": bad}}
     return payload
@@ -580,7 +588,7 @@ def _bad_thumbprint(draw: DrawFn, payload: Payload) -> Payload:
 
 @mutation("auth-thumbprint-lengths")
 def _mixed_thumbprints(draw: DrawFn, payload: Payload) -> Payload:
-    first, second = draw(st.permutations([40, 64]))
+    first, second = draw(st.permutations(_PRINT_LENGTHS[:2]))
     _pick(draw, payload)["authentication"] = {"type": "selfSigned", "x509Thumbprint": {
         "primaryThumbprint": draw(_hex(first)), "secondaryThumbprint": draw(_hex(second))}}
     return payload
@@ -590,7 +598,8 @@ def _mixed_thumbprints(draw: DrawFn, payload: Payload) -> Payload:
 def _keys_and_thumbprints(draw: DrawFn, payload: Payload) -> Payload:
     key = draw(_keys())
     auth: dict[str, Any] = {"symmetricKey": {"primaryKey": key, "secondaryKey": key},
-                            "x509Thumbprint": {"primaryThumbprint": draw(_hex(40))}}
+                            "x509Thumbprint": {"primaryThumbprint": draw(_hex(
+                                _PRINT_LENGTHS[0]))}}
     if draw(st.booleans()):
         auth["type"] = draw(st.sampled_from(["sas", "selfSigned"]))
     _pick(draw, payload)["authentication"] = auth
@@ -599,7 +608,7 @@ def _keys_and_thumbprints(draw: DrawFn, payload: Payload) -> Payload:
 
 @mutation("twin-depth")
 def _too_deep_twin(draw: DrawFn, payload: Payload) -> Payload:
-    budget = _Budget(1024)
+    budget = _Budget(_SECTION_BUDGET)
     return _with_tags(draw, payload, {"deep": _spine(draw, TWIN_MAX_DEPTH + 1 + draw(
         st.integers(0, 3)), budget)})
 
@@ -665,7 +674,7 @@ def _two_parents(draw: DrawFn, payload: Payload) -> Payload:
 @st.composite
 def mutated_bodies(draw: DrawFn, mutate: Mutate, *, max_size: int = 4) -> bytes:
     """A valid payload of 1..max_size entries with ``mutate`` applied, as the wire body."""
-    payload = draw(valid_bulk_payloads(max_size=max_size, twin_size=128))
+    payload = draw(valid_bulk_payloads(max_size=max_size, twin_size=_SECTION_BUDGET // 8))
     return as_body(mutate(draw, payload))
 
 

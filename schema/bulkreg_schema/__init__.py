@@ -87,6 +87,12 @@ class Contract(NamedTuple):
     key_decoded_bytes: tuple[int, int]  # a symmetric key's decoded length range
     twin_max_depth: int
     twin_integer_range: tuple[int, int]
+    api_versions: tuple[str, ...]  # the current version first, then older ones SDKs used
+    etag_modes: frozenset[str]  # importModes that need the device's eTag
+    twin_etag_modes: frozenset[str]  # importModes that need the twin's twinETag
+    delete_modes: frozenset[str]
+    twin_only_modes: frozenset[str]  # importModes that write only the twin
+    thumbprint_lengths: tuple[int, ...]  # hex digits of an accepted X.509 thumbprint
 
 
 _CONTRACT: list[Contract] = []
@@ -101,6 +107,8 @@ def contract() -> Contract:
         leaf = twin[f"level{depth + 1}"]
         low, high = load("SymmetricKey")["properties"]["primaryKey"]["x-bulkreg-decoded-bytes"]
         id_ = device["id"]
+        semantics = load("ImportLine")["properties"]["importMode"]["x-bulkreg-mode-semantics"]
+        thumbprint = load("X509Thumbprint")["properties"]["primaryThumbprint"]["pattern"]
         _CONTRACT.append(Contract(
             id_pattern=re.compile(
                 f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}\\Z"),
@@ -112,5 +120,11 @@ def contract() -> Contract:
             key_decoded_bytes=(low, high),
             twin_max_depth=depth,
             twin_integer_range=(leaf["minimum"], leaf["maximum"]),
+            api_versions=tuple(load("BulkRequest")["x-bulkreg-api-versions"]),
+            etag_modes=frozenset(semantics["etag"]),
+            twin_etag_modes=frozenset(semantics["twinEtag"]),
+            delete_modes=frozenset(semantics["delete"]),
+            twin_only_modes=frozenset(semantics["twinOnly"]),
+            thumbprint_lengths=tuple(int(n) for n in re.findall(r"\{(\d+)\}", thumbprint)),
         ))
     return _CONTRACT[0]

@@ -28,6 +28,8 @@ ANNOTATIONS = frozenset({
     "$schema", "$id", "title", "description", "$defs", "default", "examples",
     "x-bulkreg-rule",  # the rule a keyword's failure belongs to
     "x-bulkreg-decoded-bytes",  # the decoded length a base64 pattern encodes (for generators)
+    "x-bulkreg-mode-semantics",  # which importModes need etags, delete, touch only the twin
+    "x-bulkreg-api-versions",  # the current api-version and the older ones SDKs used
 })
 DEFAULT_RULES = {
     "type": "value-type", "enum": "enum-value", "additionalProperties": "unknown-property",

@@ -39,7 +39,7 @@ _WRITE = frozenset({"RegistryReadWrite"})
 _TWIN = frozenset({"ServiceConnect"})
 _ADMIN = frozenset({"RegistryReadWrite", "ServiceConnect"})
 
-_TOKEN_CACHE = 1024
+_TOKEN_CACHE = 1024  # not a contract limit
 _EXPIRY = re.compile(r"[ &]se=([0-9]+)(?:&|$)")
 
 WSGIEnviron = dict[str, Any]

@@ -46,8 +46,7 @@ Record = dict[str, Any]  # an identity with its twin; never mutated once in a Re
 Clock = Callable[[], datetime]
 
 # facts §1.3: the current version and the older ones SDKs used for this operation.
-API_VERSIONS = ("2021-04-12", "2020-09-30", "2020-06-30-preview", "2020-05-31-preview",
-                "2020-03-13", "2020-03-01", "2019-10-01")
+API_VERSIONS = bulkreg_schema.contract().api_versions
 MODES = bulkreg_schema.contract().bulk_modes
 _CANONICAL = {m.lower(): m for m in MODES}
 # decision: an entry without importMode is createOrUpdate, the import-file default (facts §3.2).
@@ -457,7 +456,7 @@ class _Overlay:
 
     def crowded(self) -> bool:
         """Flattening (O(registry)) pays off once the delta (copied per prediction) is big."""
-        return len(self.delta) > max(4096, len(self.base) // 64)
+        return len(self.delta) > max(4096, len(self.base) // 64)  # not a contract limit
 
     def flat(self) -> dict[Key, Record]:
         out = dict(self.base)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import bulkreg_schema
 from bulkreg_conformance import sas
 from bulkreg_conformance.checks import Problem, error_code
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from bulkreg_conformance.context import Context
 
 __all__ = ["run"]
+
+MAX_ENTRIES = bulkreg_schema.contract().max_entries
 
 
 def _tokens(ctx: Context) -> dict[str, str | None]:
@@ -36,7 +39,7 @@ def run(ctx: Context) -> None:
         "valid": f'[{{"id": "{device}", "importMode": "create"}}]'.encode(),
         "broken": f'[{{"id": "{device}", "importMode": '.encode(),
         "oversized": ("[" + ",".join(f'{{"id": "{device}-{n}", "importMode": "create"}}'
-                                      for n in range(101)) + "]").encode(),
+                                      for n in range(MAX_ENTRIES + 1)) + "]").encode(),
     }
     accepted: list[str] = []  # checks whose bad token got the valid body accepted
     for check, token in _tokens(ctx).items():

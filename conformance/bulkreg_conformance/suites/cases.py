@@ -14,13 +14,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import bulkreg_schema
+from bulkreg_validator import LIMITS
+
 __all__ = ["RULE_CASES", "rule_case"]
 
 Maker = Callable[[str], Any]  # id -> JSON value, or bytes for bodies JSON cannot express
 
-_KEY = base64.b64encode(bytes(range(32))).decode()
-_SHA1 = "ab" * 20
-_SHA256 = "cd" * 32
+_CONTRACT = bulkreg_schema.contract()  # every limit below is read from the schema files
+_KEY = base64.b64encode(bytes(range(_CONTRACT.key_decoded_bytes[0] * 2))).decode()
+_SHA1 = "ab" * (_CONTRACT.thumbprint_lengths[0] // 2)
+_SHA256 = "cd" * (_CONTRACT.thumbprint_lengths[1] // 2)
+_DEEPER = LIMITS["json_max_depth"] + 76  # past the parser's nesting limit
 
 
 def _one(**fields: Any) -> Maker:
@@ -45,12 +50,12 @@ RULE_CASES: dict[str, Maker] = {
         f'[{{"id": "{i}", "importMode": "create", "tags": {{"k": NaN}}}}]').encode(),
     "json-number-range": lambda i: (
         f'[{{"id": "{i}", "importMode": "create", "tags": {{"k": 1e400}}}}]').encode(),
-    "json-depth": lambda i: (f'[{{"id": "{i}", "tags": {{"k": ' + "[" * 1100 + "]" * 1100
-                             + "}}]").encode(),
+    "json-depth": lambda i: (f'[{{"id": "{i}", "tags": {{"k": ' + "[" * _DEEPER
+                             + "]" * _DEEPER + "}}]").encode(),
     "bulk-not-array": lambda i: {"id": i, "importMode": "create"},
     "bulk-empty": lambda i: [],
     "too-many-devices": lambda i: [{"id": f"{i}-{n}", "importMode": "create"}
-                                   for n in range(101)],
+                                   for n in range(_CONTRACT.max_entries + 1)],
     "duplicate-id": lambda i: [{"id": i, "importMode": "create"},
                                {"id": i, "importMode": "delete"}],
     "value-type": _one(capabilities={"iotEdge": "yes"}),
@@ -61,7 +66,7 @@ RULE_CASES: dict[str, Maker] = {
     "device-id-format": lambda i: [{"id": i + " /", "importMode": "create"}],
     "module-id-format": _one(moduleId="m /"),
     "id-unsupported-char": lambda i: [{"id": i + "+#", "importMode": "create"}],
-    "status-reason-length": _one(statusReason="r" * 129),
+    "status-reason-length": _one(statusReason="r" * (_CONTRACT.status_reason_max_length + 1)),
     "import-mode-missing": lambda i: [{"id": i}],
     "etag-required": lambda i: [{"id": i, "importMode": "updateIfMatchETag"}],
     "twin-etag-required": lambda i: [{"id": i, "importMode": "updateTwinIfMatchETag",
@@ -79,14 +84,15 @@ RULE_CASES: dict[str, Maker] = {
     "auth-keys-and-thumbprints": _one(authentication={
         "symmetricKey": {"primaryKey": _KEY, "secondaryKey": _KEY},
         "x509Thumbprint": {"primaryThumbprint": _SHA1, "secondaryThumbprint": _SHA1}}),
-    "twin-depth": _one(tags=_nest(11)),
+    "twin-depth": _one(tags=_nest(_CONTRACT.twin_max_depth + 1)),
     "twin-key-chars": _one(tags={"a.b": 1}),
-    "twin-key-length": _one(tags={"k" * 1025: 1}),
-    "twin-string-length": _one(tags={"k": "v" * 4097}),
-    "twin-integer-range": _one(tags={"k": 2**53}),
+    "twin-key-length": _one(tags={"k" * (LIMITS["twin_key_bytes"] + 1): 1}),
+    "twin-string-length": _one(tags={"k": "v" * (LIMITS["twin_string_bytes"] + 1)}),
+    "twin-integer-range": _one(tags={"k": _CONTRACT.twin_integer_range[1] + 1}),
     "twin-array-null": _one(tags={"k": [1, None]}),
     "twin-array-api-version": _one(tags={"k": [1]}),  # sent with api-version 2019-03-30
-    "twin-section-size": _one(tags={f"k{n}": "v" * 1000 for n in range(9)}),
+    "twin-section-size": _one(tags={f"k{n}": "v" * 1000
+                                    for n in range(LIMITS["tags_bytes"] // 1000 + 1)}),
     "twin-metadata-ignored": _one(properties={"desired": {"$metadata": {}, "$version": 3}}),
     "parent-scopes-count": _one(parentScopes=["a", "b"]),
     "parent-scopes-api-version": _one(parentScopes=["a"]),  # sent with api-version 2020-05-31

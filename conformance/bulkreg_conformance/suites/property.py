@@ -32,6 +32,7 @@ from bulkreg_conformance.context import Context
 __all__ = ["run"]
 
 ID_CHARS = "-:.+%_#*?!(),=@;$'"
+_IF_MATCH = bulkreg_schema.contract().etag_modes | bulkreg_schema.contract().twin_etag_modes
 
 
 def run(ctx: Context) -> None:
@@ -94,9 +95,7 @@ def _own_entries() -> st.SearchStrategy[list[dict[str, Any]]]:
     section = st.recursive(st.dictionaries(key, scalar, max_size=3),
                            lambda inner: st.dictionaries(key, inner, max_size=2), max_leaves=6)
     entry = st.fixed_dictionaries(
-        {"id": name, "importMode": st.sampled_from(
-            ["create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
-             "updateTwin", "updateTwinIfMatchETag"])},
+        {"id": name, "importMode": st.sampled_from(bulkreg_schema.contract().bulk_modes)},
         optional={"status": st.sampled_from(["enabled", "disabled"]),
                   "statusReason": st.text("abc ", max_size=20),
                   "tags": section,
@@ -123,7 +122,7 @@ def _scoped(ctx: Context, payload: Any, tag: str) -> Any:
         entry = original
         if isinstance(original, dict) and isinstance(original.get("id"), str) and original["id"]:
             entry = {**original, "id": ctx.scoped(f"{tag}{original['id']}")}
-            if "eTag" in entry or str(entry.get("importMode", "")).endswith("IfMatchETag"):
+            if "eTag" in entry or entry.get("importMode") in _IF_MATCH:
                 entry["eTag"] = CURRENT_ETAG if len(entry["id"]) % 2 else STALE_ETAG
                 entry["twinETag"] = CURRENT_TWIN_ETAG if len(entry["id"]) % 3 else STALE_ETAG
         out.append(entry)

@@ -32,6 +32,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import bulkreg_schema
 from bulkreg_conformance.checks import Failure
 from bulkreg_conformance.client import ClientError
 from bulkreg_conformance.context import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
@@ -44,8 +45,12 @@ __all__ = ["run"]
 
 NAMES = ("a", "b", "c")  # few names: steps keep meeting the same devices
 STEPS = 6  # steps per sequence
-MODES = ("createOrUpdate", "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
-         "updateTwin", "updateTwinIfMatchETag")
+_CONTRACT = bulkreg_schema.contract()
+MODES = ("createOrUpdate", *_CONTRACT.bulk_modes)
+_ETAG_MODES = _CONTRACT.etag_modes
+_TWIN_ETAG_MODES = _CONTRACT.twin_etag_modes
+_WRITES_DEVICE = {m for m in MODES if m not in _CONTRACT.delete_modes
+                  and m not in _CONTRACT.twin_only_modes}
 
 _names = st.sampled_from(NAMES)
 _value = st.one_of(st.integers(0, 9), st.text("aé€", max_size=3), st.booleans())
@@ -60,15 +65,15 @@ def entry(device_id: str, mode: str, *, fresh: bool = True, status: str | None =
     out: dict[str, Any] = {"id": device_id, "importMode": mode}
     if mode == "createOrUpdate":
         del out["importMode"]  # the default mode
-    if mode in {"updateIfMatchETag", "deleteIfMatchETag"}:
+    if mode in _ETAG_MODES:
         out["eTag"] = CURRENT_ETAG if fresh else STALE_ETAG
-    if mode == "updateTwinIfMatchETag":
+    if mode in _TWIN_ETAG_MODES:
         out["twinETag"] = CURRENT_TWIN_ETAG if fresh else STALE_ETAG
-    if status is not None and mode in {"createOrUpdate", "create", "update", "updateIfMatchETag"}:
+    if status is not None and mode in _WRITES_DEVICE:
         out["status"] = status
-    if tags is not None and not mode.startswith("delete"):
+    if tags is not None and mode not in _CONTRACT.delete_modes:
         out["tags"] = tags
-    if desired is not None and not mode.startswith("delete"):
+    if desired is not None and mode not in _CONTRACT.delete_modes:
         out["properties"] = {"desired": desired}
     return out
 
