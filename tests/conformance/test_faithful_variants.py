@@ -144,8 +144,9 @@ def _create_or_update(hub: Hub, req: Request, body: Json, extra: list[Json]) -> 
         if isinstance(entry, dict) and isinstance(entry.get("id"), str) and \
                 str(entry.get("importMode", "createOrUpdate")).lower() == "createorupdate":
             exists = hub.registry.device(entry["id"], entry.get("moduleId")) is not None
-            entry = {**entry, "importMode": "update" if exists else "create"}
-        out.append(entry)
+            out.append({**entry, "importMode": "update" if exists else "create"})
+        else:
+            out.append(entry)
     return out
 
 
@@ -154,13 +155,11 @@ def _update_keeps_keys(hub: Hub, req: Request, body: Json, extra: list[Json]) ->
         return None
     out = []
     for entry in body:
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and \
-                str(entry.get("importMode", "")).lower().startswith("update") and \
-                "Twin" not in str(entry.get("importMode")) and "authentication" not in entry:
-            current = hub.registry.device(entry["id"])
-            if current is not None:
-                entry = {**entry, "authentication": current["authentication"]}
-        out.append(entry)
+        current = hub.registry.device(entry["id"]) if isinstance(entry, dict) and \
+            isinstance(entry.get("id"), str) and "authentication" not in entry and \
+            str(entry.get("importMode", "")).lower() in {"update", "updateifmatchetag"} \
+            else None
+        out.append({**entry, "authentication": current["authentication"]} if current else entry)
     return out
 
 
