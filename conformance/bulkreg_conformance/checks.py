@@ -49,6 +49,7 @@ __all__ = [
     "error_code",
     "evidence_of",
     "expect",
+    "markdown",
     "member",
     "rejection_evidence",
     "service_openapi",
@@ -801,3 +802,17 @@ def _nullable(schema: dict[str, Any]) -> None:
 
 _CANONICAL_MEMBERS = _member_names(bulkreg_schema.openapi()["components"])
 
+
+
+def markdown() -> str:
+    """The README's table of checks: name, the strongest evidence of its claims, summary."""
+    lines = ["| check | strongest claim | what it compares |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.evidence} | {c.summary} |" for c in CHECKS.values()
+              if c.name != "schemathesis"]
+    by_level: dict[str, list[str]] = {}
+    for name, level in SCHEMATHESIS_EVIDENCE.items():
+        by_level.setdefault(level, []).append(f"`{name}`")
+    levels = "; ".join(f"{level}: {', '.join(names)}" for level, names in by_level.items())
+    lines.append(f"| `{SCHEMATHESIS_PREFIX}<check>` | {levels} | schemathesis' checks over the "
+                 f"service view of openapi.json (`bulk_result_body` is ours) |")
+    return "\n".join(lines)

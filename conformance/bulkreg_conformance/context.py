@@ -68,7 +68,8 @@ class Coverage:
         cells = {(m, "ok") for m in (*MODES, "createOrUpdate")}
         cells |= {(m, "DeviceNotFound") for m in MODES if m != "create"}
         cells |= {("create", "DeviceAlreadyExists")}
-        cells |= {(m, "PreconditionFailed") for m in MODES if m.endswith("IfMatchETag")}
+        if_match = bulkreg_schema.contract().etag_modes | bulkreg_schema.contract().twin_etag_modes
+        cells |= {(m, "PreconditionFailed") for m in MODES if m in if_match}
         return cells
 
     def missing_rules(self) -> list[str]:

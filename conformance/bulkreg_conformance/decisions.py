@@ -138,14 +138,14 @@ def evidence(key: str) -> str:
 
 
 def _verdict(level: str) -> str:
-    return {"open": "accepted", "observed": "deviation", "inferred": "deviation"}.get(
+    return {"open": "pass", "observed": "deviation", "inferred": "deviation"}.get(
         level, "failure")
 
 
 def markdown() -> str:
     """The README's behaviour-decisions table."""
     lines = ["| question | hub's choice | sources | a conformance run accepts from other "
-             "endpoints | otherwise |", "| --- | --- | --- | --- | --- |"]
+             "endpoints | another answer |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {d.question} | {d.hub} | {d.sources} | {d.accepts} | {_verdict(d.evidence)} "
               f"({d.evidence}) |" for d in _ROWS]
     return "\n".join(lines)

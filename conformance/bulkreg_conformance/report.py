@@ -34,6 +34,7 @@ def _coverage(result: Result) -> dict[str, Any]:
     cov = result.coverage
     return {"rules_exercised": sorted(cov.rules), "rules_missing": cov.missing_rules(),
             "mode_outcomes": sorted(f"{m} x {o}" for m, o in cov.cells),
+            "mode_outcomes_expected": len(cov.expected_cells()),
             "mode_outcomes_missing": [f"{m} x {o}" for m, o in cov.missing_cells()]}
 
 
@@ -138,6 +139,7 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
     for failure in data["failures"]:
         lines += ["", detail(failure)]
     cov = data["coverage"]
+    missing = cov["mode_outcomes_missing"]
     lines += [
         "",
         f"endpoint: {data['endpoint']}" + (" (built-in reference hub)" if result.builtin else ""),
@@ -146,9 +148,10 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
         f"coverage: {len(cov['rules_exercised'])} rules exercised negatively"
         + (f" (missing: {', '.join(cov['rules_missing'])})" if cov["rules_missing"] else
            " (all bulk rules)")
-        + f"; importMode x outcome {len(cov['mode_outcomes'])} cells"
-        + (f" (missing: {', '.join(cov['mode_outcomes_missing'])})"
-           if cov["mode_outcomes_missing"] else " (all)"),
+        + f"; importMode x outcome: {cov['mode_outcomes_expected'] - len(missing)} of "
+        f"{cov['mode_outcomes_expected']} cells (every importMode, createOrUpdate too, with "
+        "each outcome it can have: ok, not found, already exists, etag mismatch)"
+        + (f", missing: {', '.join(missing)}" if missing else ""),
     ]
     if data["leaks"]:
         lines.append(f"LEAKED devices (still on the endpoint): {', '.join(data['leaks'])}")
