@@ -599,14 +599,25 @@ def _same(got: Any, want: Any) -> bool:
 
 @check("readback-device", "GET /devices/{id} shows the device as predicted (existence and the "
        "stored fields)", "documented")
-def readback_device(got: Any, want: dict[str, Any], *, generated_keys: bool) -> list[Problem]:
-    return [Problem("readback-device", d, "documented")
-            for d in _device_diffs(got, want, generated_keys)]
+def readback_device(got: Any, want: dict[str, Any], *, generated_keys: bool,
+                    carried: set[str] | None = None) -> list[Problem]:
+    """Differences between a read-back Device and the oracle's. A member the last write did not
+    carry (``carried``: lower-cased member names; None: unknown) is held to the hub's choice of
+    replace-or-keep only as ``inferred``."""
+    return [Problem("readback-device", message, _carried_level(name, carried))
+            for name, message in _device_diffs(got, want, generated_keys)]
 
 
-def _device_diffs(got: Any, want: dict[str, Any], generated_keys: bool) -> list[str]:
+def _carried_level(name: str, carried: set[str] | None) -> str:
+    if carried is None or name.lower() in carried or name == "(body)":
+        return "documented"
+    return "inferred"
+
+
+def _device_diffs(got: Any, want: dict[str, Any],
+                  generated_keys: bool) -> list[tuple[str, str]]:
     if not isinstance(got, dict):
-        return ["the device body is not a JSON object"]
+        return [("(body)", "the device body is not a JSON object")]
     diffs = []
     for name in sorted(want):
         if name.lower() in _GENERATED_DEVICE:
@@ -616,34 +627,37 @@ def _device_diffs(got: Any, want: dict[str, Any], generated_keys: bool) -> list[
             g = member(have, "type") if isinstance(have, dict) else None
             w = (want.get(name) or {}).get("type")
             if not _same(g, w):
-                diffs.append(f"authentication.type: expected {w!r}, got {g!r}")
+                diffs.append((name, f"authentication.type: expected {w!r}, got {g!r}"))
             continue
         if not _same(have, want.get(name)):
-            diffs.append(f"{name}: expected {_show(want.get(name))}, got {_show(have)}")
+            diffs.append((name, f"{name}: expected {_show(want.get(name))}, got {_show(have)}"))
     return diffs
 
 
 @check("readback-twin", "GET /twins/{id} shows the twin as predicted (tags and desired "
        "properties)", "documented")
-def readback_twin(got: Any, want: dict[str, Any]) -> list[Problem]:
-    return [Problem("readback-twin", d, "documented") for d in _twin_diffs(got, want)]
-
-
-def _twin_diffs(got: Any, want: dict[str, Any]) -> list[str]:
+def readback_twin(got: Any, want: dict[str, Any], *, carried: set[str] | None = None,
+                  device_carried: set[str] | None = None) -> list[Problem]:
+    """Differences between a read-back Twin and the oracle's (``carried``: see
+    :func:`readback_device`; tags and desired for the twin, the device's members for status)."""
     if not isinstance(got, dict):
-        return ["the twin body is not a JSON object"]
-    diffs = []
+        return [Problem("readback-twin", "the twin body is not a JSON object", "documented")]
+    problems = []
     for name in ("deviceId", "tags", "status"):
         if name in want and not _same(member(got, name), want.get(name)):
-            diffs.append(f"{name}: expected {_show(want.get(name))}, got "
-                         f"{_show(member(got, name))}")
+            level = _carried_level(name, device_carried if name == "status" else carried)
+            problems.append(Problem("readback-twin", f"{name}: expected "
+                                    f"{_show(want.get(name))}, got {_show(member(got, name))}",
+                                    "documented" if name == "deviceId" else level))
     props = member(got, "properties")
     got_desired = member(props, "desired") if isinstance(props, dict) else None
     want_desired = (want.get("properties") or {}).get("desired")
     if not _same(got_desired, want_desired):
-        diffs.append(f"properties.desired: expected {_show(_strip_meta(want_desired))}, got "
-                     f"{_show(_strip_meta(got_desired))}")
-    return diffs
+        problems.append(Problem("readback-twin", f"properties.desired: expected "
+                                f"{_show(_strip_meta(want_desired))}, got "
+                                f"{_show(_strip_meta(got_desired))}",
+                                _carried_level("desired", carried)))
+    return problems
 
 
 def _show(value: Any, limit: int = 120) -> str:

@@ -99,6 +99,10 @@ class Context:
         self.twin_etags: dict[str, str] = {}  # endpoint's twin etag per id, from read-backs
         self.explicit_keys: set[str] = set()  # ids whose keys the run chose
         self.unknown: set[str] = set()  # ids whose state at the endpoint the oracle cannot know
+        # members the last successful write of a device / twin carried (see _note_writes)
+        self.device_carried: dict[str, set[str]] = {}
+        self.twin_carried: dict[str, set[str]] = {}
+        self._contract = bulkreg_schema.contract()
         self.trail: list[dict[str, Any]] = []  # this episode's bulk calls (for replays)
         self.deadline = time.monotonic() + settings.time_budget
         self.suite = ""
@@ -267,6 +271,7 @@ class Context:
         if not keep:
             self.oracle = next_state
             self._note_keys(entries)
+            self._note_writes(entries, want)
         self.resync(unknown)
         if readback:
             ids = [i for i in bulk_ids(sent) if i not in unknown]
@@ -355,6 +360,35 @@ class Context:
                                                                  "updatetwinifmatchetag"}:
                 self.explicit_keys.discard(entry["id"])
 
+    def _note_writes(self, entries: Any, want: Expectation) -> None:
+        """Remember which members the last successful write of each device and twin carried:
+        a member an update left out is replaced or kept as the endpoint reads "overwritten"
+        (DOC-BULK), so read-backs hold it to the hub's choice only as ``inferred``."""
+        if not isinstance(entries, list):
+            return
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) \
+                    or entry.get("moduleId"):
+                continue
+            claim = want.entries.get(entry["id"])
+            if claim is None or claim.code is not None:
+                continue
+            mode = entry.get("importMode")
+            mode = mode if isinstance(mode, str) else "createOrUpdate"
+            canonical = next((m for m in MODES if m.lower() == mode.lower()), mode)
+            props = entry.get("properties")
+            twin = {name for name, present in (
+                ("tags", "tags" in entry),
+                ("desired", isinstance(props, dict) and "desired" in props)) if present}
+            if canonical in self._contract.delete_modes:
+                self.device_carried.pop(entry["id"], None)
+                self.twin_carried.pop(entry["id"], None)
+            elif canonical in self._contract.twin_only_modes:
+                self.twin_carried[entry["id"]] = twin
+            else:
+                self.device_carried[entry["id"]] = {str(k).lower() for k in entry}
+                self.twin_carried[entry["id"]] = twin
+
     def read_back(self, ids: list[str], payload: str | None, cause: Exchange) -> None:
         for device_id in dict.fromkeys(ids):
             if not isinstance(device_id, str) or not device_id.startswith(self.client.prefix):
@@ -386,7 +420,8 @@ class Context:
             self.etags[device_id] = etag
         self.judge("readback-device", [
             p._replace(message=f"device {device_id!r}: {p.message}") for p in
-            checks.readback_device(body, want, generated_keys=device_id not in self.explicit_keys)
+            checks.readback_device(body, want, generated_keys=device_id not in self.explicit_keys,
+                                   carried=self.device_carried.get(device_id))
         ], payload=payload, exchanges=exchanges)
         twin = self.client.get_twin(device_id)
         self.shape_checks(twin, payload, None)
@@ -403,7 +438,9 @@ class Context:
         want_twin = self.oracle.twin(device_id) or {}
         self.judge("readback-twin", [
             p._replace(message=f"twin {device_id!r}: {p.message}")
-            for p in checks.readback_twin(twin_body, want_twin)],
+            for p in checks.readback_twin(twin_body, want_twin,
+                                          carried=self.twin_carried.get(device_id),
+                                          device_carried=self.device_carried.get(device_id))],
             payload=payload, exchanges=[cause, twin])
 
 
