@@ -325,8 +325,6 @@ def expect(report: Report, entries: Any, status: int, body: Any, *, api_version:
     listed = entries if isinstance(entries, list) else []
     if request_level:
         reject = rejection_evidence(rule, entry_at(listed, rejection))
-        if old_version:  # an endpoint may refuse the version itself (InvalidProtocolVersion)
-            reject = weakest(reject, "observed") if reject == "contract" else reject
         per_entry = decisions.evidence(_PER_ENTRY_DECISION.get(rule or "", "request-or-entry"))
         return Expectation(status, body, True, rule, reject, per_entry, "contract", {},
                            api_version)
