@@ -761,11 +761,15 @@ def service_openapi() -> dict[str, Any]:
     Constraints whose rule is a warning, or whose rejection is not ``contract`` or
     ``documented``, are dropped (schemathesis' negative phase then sends only bodies the service
     must reject); ``additionalProperties: false`` is dropped (the service ignores unknown
-    members) and every optional member may be null (decision unset-members).
+    members), every optional member may be null (decision unset-members) and a per-entry
+    errorCode a number (decision error-code-form).
     """
     if not _SERVICE:
         doc = copy.deepcopy(bulkreg_schema.openapi())
         _open(doc)
+        # decision error-code-form: per-entry errorCodes may be names or numbers
+        code = doc["components"]["schemas"]["DeviceRegistryOperationError"]["properties"]
+        code["errorCode"] = {"anyOf": [code["errorCode"], {"type": "integer"}]}
         _SERVICE.append(doc)
     return _SERVICE[0]
 

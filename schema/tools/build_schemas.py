@@ -545,6 +545,9 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                 ref("#/components/schemas/ErrorBody"),
                             ]}}},
                         },
+                        "403": error_response("The hub's device quota is exceeded "
+                                              "(IotHubQuotaExceeded); Node and Java clients "
+                                              "read a 403 as TooManyDevices."),
                         "413": error_response("More than 100 entries (TooManyDevices)."),
                         **common_errors,
                     },

@@ -34,7 +34,16 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure, evidence_of, service_openapi
+from bulkreg_conformance import decisions
+from bulkreg_conformance.checks import (
+    SCHEMATHESIS_PREFIX,
+    Failure,
+    evidence_of,
+    member,
+    reported_errors,
+    service_openapi,
+    weakest,
+)
 from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
 from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
@@ -281,9 +290,22 @@ def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
     title = getattr(failure, "title", "") or name
     message = f"{failure.operation or recorder.label}: {title}: {failure.message}".strip()
     payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
-    return Failure(name, evidence_of(name) or "contract", message, suite="schemathesis",
+    return Failure(name, _evidence(name, exchange), message, suite="schemathesis",
                    payload=payload, exchanges=[exchange] if exchange else [],
                    replay=_replay(ctx, name, payload, ctx.client.api_version))
+
+
+def _evidence(name: str, exchange: Exchange | None) -> str:
+    """The evidence of one schemathesis failure's claim. Schema-violating entries answered with
+    a result whose errors fail them were rejected: only the 200 is in question (decision
+    per-entry-status)."""
+    level = evidence_of(name) or "contract"
+    if name == SCHEMATHESIS_PREFIX + "negative_data_rejection" and exchange is not None:
+        body = exchange.json()
+        if isinstance(body, dict) and reported_errors(body) and \
+                member(body, "isSuccessful") is False:
+            return weakest(level, decisions.evidence("per-entry-status"))
+    return level
 
 
 def _replay(ctx: Context, name: str, payload: str | None,
