@@ -34,8 +34,9 @@ KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
 # desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
 PROPERTY_ROOT_KEY_PATTERN = r"^(\$metadata|\$version|[^.$ \u0000-\u001F\u007F-\u009F]+)$"
 MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays up to depth 10
-# facts.md §2.7: twin integers lie in [-2^52, 2^52-1]. Every double beyond 2^52 is integral, so the
-# bounds can apply to all numbers; JSON Schema counts 1e20 as an integer too.
+# facts.md §2.7: twin integers lie in [-2^52, 2^52-1]. JSON Schema cannot see literals (it counts
+# 1e20 as an integer), so the bounds apply to every number here; the validator, which keeps each
+# literal's digits, drops the finding for float literals such as 1e20 (EDGE limits integer tokens).
 TWIN_NUMBER_RANGE = {"minimum": -(2**52), "maximum": 2**52 - 1}
 TWIN_NUMBER_RULES = {"minimum": "twin-integer-range", "maximum": "twin-integer-range"}
 # facts.md §2.3: base64 of 16..64 bytes (CS SymmetricKey); "" means "generate" (Node).

@@ -28,6 +28,9 @@ class Context(NamedTuple):
     exhaustive: bool = True
     # validate the schema part with jsonschema-rs (servers: worth its import time; lint: not)
     accelerate: bool = False
+    # True when every number has its literal's type (the exact scanner, or a value the caller
+    # parsed); False for orjson's values, which turn integer literals beyond 64 bits into floats
+    literal_numbers: bool = True
 
 
 Check = Callable[[dict[str, Any], Context, Emit], None]

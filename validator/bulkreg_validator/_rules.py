@@ -148,7 +148,8 @@ _ROWS = [
      f"twin string values are at most {LIMITS['twin_string_bytes']} bytes in UTF-8",
      "DOC-TW; EDGE TwinPropertyValueMaxLength (facts §2.7, §8)"),
     ("twin-integer-range", "ArgumentInvalid", "error", "documented", "request", "schema",
-     "twin integers lie within -2^52 .. 2^52-1 (JSON Schema counts 1e20 as an integer too)",
+     "twin integer literals lie within -2^52 .. 2^52-1, judged by their digits; float literals "
+     "such as 1e20 are not limited",
      "DOC-TW; EDGE (facts §2.7)"),
     ("twin-array-null", "ArgumentInvalid", "error", "observed", "request", "schema",
      "twin array items are never null",

@@ -266,17 +266,20 @@ def _duplicate(ids: dict[str, Any], entry: Any, where: Any, path: Path, out: lis
                     "an id may appear only once per call (import: per file)"))
 
 
-def schema_findings(name: str, value: Any, out: list[Raw]) -> None:
+def schema_findings(name: str, value: Any, out: list[Raw], ctx: Context) -> None:
     """The findings of schema ``name`` on ``value``.
 
     The schema bounds every twin number to +-2^52 (JSON Schema cannot tell 1e300 from an integer
-    literal); the hub limits integer literals only (EDGE checks JTokenType.Integer). Values from
-    the exact scanner keep that difference, so a float literal's range finding is dropped here.
+    literal); the hub limits integer literals only (EDGE checks JTokenType.Integer). When numbers
+    keep their literal's type (``ctx.literal_numbers``), a float's range finding is a float
+    literal's and is dropped. orjson's values do not keep it (2^64 arrives as a float), so there
+    the finding stays and sends the text to the exact scanner, which judges the literal's digits.
     """
     errors: list[_engine.Error] = []
     schema(name).errors(value, (), errors)
     out.extend(schema_message(e) for e in errors
-               if not (e[0] == "twin-integer-range" and type(e[4]) is float))
+               if not (e[0] == "twin-integer-range" and type(e[4]) is float
+                       and ctx.literal_numbers))
 
 
 def _short(entry: Any) -> bool:
@@ -292,7 +295,7 @@ def check_bulk(value: Any, ctx: Context) -> list[Raw]:
     out: list[Raw] = []
     accepted = fast_accept("BulkRequest") if ctx.accelerate else schema("BulkRequest").ok
     if not accepted(value):
-        schema_findings("BulkRequest", value, out)
+        schema_findings("BulkRequest", value, out, ctx)
     if type(value) is list:
         ids: dict[str, int] = {}
         full, quick = ctx._replace(exhaustive=True), ctx._replace(exhaustive=False)
@@ -343,7 +346,7 @@ def check_line(value: Any, ctx: Context, *, schema_ok: bool | None = None) -> li
     """Findings of one import line's object (``schema_ok``: the schema verdict, if known)."""
     out: list[Raw] = []
     if not (fast_accept("ImportLine")(value) if schema_ok is None else schema_ok):
-        schema_findings("ImportLine", value, out)
+        schema_findings("ImportLine", value, out, ctx)
     check_entry(value, ctx, (), out)
     return out
 
@@ -367,7 +370,8 @@ def _text_findings(data: bytes, ctx: Context, checker: Any,
     """Check one JSON text. Returns (value or None, findings, readable)."""
     value = fast_load(data) if len(data) <= _FAST_MAX else None
     if value is not None:
-        raw = checker(value, ctx._replace(exhaustive=not _short_text(data)))
+        raw = checker(value, ctx._replace(exhaustive=not _short_text(data),
+                                          literal_numbers=False))
         if not raw:
             return value, [], True
         value = None  # the exact scan below parses again: hold one parsed copy at a time
@@ -385,7 +389,7 @@ def _text_findings(data: bytes, ctx: Context, checker: Any,
     paths = {i: p.path for i, p in enumerate(sc.problems)}
     if sc.fatal:
         return None, _sorted(found, paths), False
-    raw = checker(sc.value, ctx._replace(exhaustive=True))
+    raw = checker(sc.value, ctx._replace(exhaustive=True, literal_numbers=True))
     # a value the scanner replaced (NaN, 1e400, a lone surrogate) has its finding already
     replaced = {p.path for p in sc.problems if p.rule != "json-duplicate-key"}
     for rule, path, message in raw:
