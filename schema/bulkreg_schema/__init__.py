@@ -12,12 +12,15 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._regex import ecma_regex
+
 __all__ = [
     "API_VERSION",
     "BASE_URI",
     "SCHEMA_NAMES",
     "Contract",
     "contract",
+    "ecma_regex",
     "examples",
     "load",
     "openapi",
@@ -78,7 +81,7 @@ def examples() -> list[dict[str, Any]]:
 class Contract(NamedTuple):
     """The limits other code needs as values, read from the schema files (never restated)."""
 
-    id_pattern: re.Pattern[str]  # a whole device or module id (ECMA '$' made Python's \\Z)
+    id_pattern: re.Pattern[str]  # a whole device or module id
     id_max_length: int
     status_reason_max_length: int
     bulk_modes: tuple[str, ...]  # importMode values of the bulk call
@@ -102,8 +105,8 @@ def contract() -> Contract:
         low, high = load("SymmetricKey")["properties"]["primaryKey"]["x-bulkreg-decoded-bytes"]
         id_ = device["id"]
         _CONTRACT.append(Contract(
-            id_pattern=re.compile(
-                f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}\\Z"),
+            id_pattern=ecma_regex(
+                f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}$"),
             id_max_length=id_["maxLength"],
             status_reason_max_length=device["statusReason"]["maxLength"],
             bulk_modes=tuple(device["importMode"]["enum"]),
