@@ -10,6 +10,9 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+import regress
+from hypothesis import given
+from hypothesis import strategies as st
 
 import bulkreg_schema
 from bulkreg_schema import ecma_regex
@@ -58,11 +61,34 @@ def samples(pattern: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("where", "pattern"), PATTERNS, ids=[w for w, _ in PATTERNS])
-def test_each_pattern_agrees_with_jsonschema_rs(where: str, pattern: str) -> None:
+def test_each_pattern_agrees_with_jsonschema_rs_and_regress(where: str, pattern: str) -> None:
     rust = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    ecma = regress.Regex(pattern)
     ours = ecma_regex(pattern)
     for text in samples(pattern):
-        assert (ours.search(text) is not None) == rust.is_valid(text), (where, text)
+        verdict = ours.search(text) is not None
+        assert verdict == rust.is_valid(text), (where, text)
+        assert verdict == (ecma.find(text) is not None), (where, text)
+    # Python's re on the untranslated text disagrees somewhere for every pattern with a `$`
+    if "$" in pattern.replace("\\$", ""):
+        assert any((re.search(pattern, t) is not None) != rust.is_valid(t)
+                   for t in samples(pattern))
+
+
+# every character class the patterns draw lines between, and the terminators around them
+ALPHABET = st.sampled_from(["A", "a", "0", "9", "+", "/", "=", "-", ":", ".", "$", " ", "é",
+                            "٣", "\n", "\r", "\u2028", "\x85", "\x7f", "\x9f", "\ufeff",
+                            "😀", "_", "m", "e", "t", "d", "v"])
+
+
+@given(text=st.lists(ALPHABET, max_size=70).map("".join)
+       | st.builds(lambda body, tail: body + tail,
+                   st.sampled_from(["A" * 24, "A" * 22 + "==", "a" * 40, "dev-1", "$version"]),
+                   st.lists(ALPHABET, max_size=2).map("".join)))
+def test_generated_strings_agree_for_every_pattern(text: str) -> None:
+    for where, pattern in PATTERNS:
+        verdict = ecma_regex(pattern).search(text) is not None
+        assert verdict == (regress.Regex(pattern).find(text) is not None), (where, text)
 
 
 def test_the_corpus_of_patterns_is_complete() -> None:
