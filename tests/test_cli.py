@@ -573,7 +573,7 @@ def test_schema_bundle_agrees_with_the_schema_files(payload: bytes, valid: bool)
     import jsonschema  # noqa: PLC0415 - test-only dependency
     import referencing  # noqa: PLC0415
 
-    bundled = jsonschema.Draft202012Validator(cli.bundle("BulkRequest"))
+    bundled = jsonschema.Draft202012Validator(bulkreg_schema.bundle("BulkRequest"))
     documents = bulkreg_schema.registry()
     registry = referencing.Registry().with_resources(
         (uri, referencing.Resource.from_contents(doc)) for uri, doc in documents.items())
@@ -592,3 +592,26 @@ def test_schema_bundle_to_a_file_and_unknown_names(tmp_path: Path,
     code, _, err = run(capsys, "schema-bundle", "Nope")
     assert code == 2
     assert_one_line(err, "no schema named 'Nope'")
+
+
+def test_schema_bundle_creates_missing_folders(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / ".vscode" / "deeper" / "bulkreg-bulk.schema.json"
+    assert run(capsys, "schema-bundle", "BulkRequest", "-o", str(target)) == (0, "", "")
+    assert json.loads(target.read_text()) == bulkreg_schema.bundle("BulkRequest")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "schema-bundle", "BulkRequest", "-o", str(blocker / "x.json"))
+    assert code == 2
+    assert_one_line(err, "cannot write")
+
+
+def test_one_bundler_for_editors_and_openapi() -> None:
+    """openapi.json's components are the bundle of every schema, refs under components."""
+    components = bulkreg_schema.openapi()["components"]["schemas"]
+    every = bulkreg_schema.bundle(*bulkreg_schema.SCHEMA_NAMES,
+                                  defs="#/components/schemas/")["$defs"]
+    assert components == every
+    single = bulkreg_schema.bundle("BulkRequest")
+    assert set(single["$defs"]) < set(every)  # only what BulkRequest reaches
+    assert single["$defs"]["BulkRequest"]["items"] == {"$ref": "#/$defs/ExportImportDevice"}

@@ -1,4 +1,4 @@
-"""Write the contract as data: the JSON Schema files, openapi.json and the editor catalog.
+"""Write the contract as data: the JSON Schema files and openapi.json.
 
 The service definition (``spec/000_…txt``, Swagger 2.0 ``service.json`` of azure-iot-hub-python)
 has no ``required`` arrays, types twin values as ``object`` and states the limits in prose. This
@@ -15,11 +15,14 @@ registers for that keyword (``type`` -> ``value-type``, ``enum`` -> ``enum-value
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+# the package beside this folder, also from a checkout that is not installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bulkreg_schema
 
 API_VERSION = "2021-04-12"
 BASE = f"https://bulkreg.dev/schema/{API_VERSION}/"
@@ -440,32 +443,6 @@ def read_endpoint_definitions() -> dict[str, dict[str, Any]]:
     }
 
 
-def bundle(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The same schemas as OpenAPI components: refs rewritten to #/components/schemas/…"""
-
-    def rewrite(node: Any, owner: str) -> Any:
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key in ("$schema", "$id"):
-                    continue
-                if key == "$ref":
-                    out[key] = rewrite_ref(value, owner)
-                else:
-                    out[key] = rewrite(value, owner)
-            return out
-        if isinstance(node, list):
-            return [rewrite(item, owner) for item in node]
-        return node
-
-    def rewrite_ref(target: str, owner: str) -> str:
-        file, _, fragment = target.partition("#")
-        name = file.removesuffix(".json") if file else owner
-        return f"#/components/schemas/{name}" + fragment
-
-    return {name: rewrite(copy.deepcopy(doc), name) for name, doc in docs.items()}
-
-
 def error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -589,20 +566,9 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "sas": {"type": "apiKey", "in": "header", "name": "Authorization",
                         "description": "SharedAccessSignature sr=…&sig=…&se=…&skn=…"},
             },
-            "schemas": bundle(docs),
+            "schemas": bulkreg_schema.bundle(*docs, documents=docs,
+                                             defs="#/components/schemas/")["$defs"],
         },
-    }
-
-
-def editor_catalog(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A SchemaStore-style catalog: which file patterns each schema applies to."""
-    return {
-        "$schema": "https://json.schemastore.org/schema-catalog.json",
-        "version": 1,
-        "schemas": [
-            {"name": "IoT Hub bulk registry payload", "url": docs["BulkRequest"]["$id"],
-             "fileMatch": ["*.bulk.json", "bulk/*.json"]},
-        ],
     }
 
 

@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import bulkreg_schema
 
@@ -235,68 +235,20 @@ def run_schema_path(args: argparse.Namespace, stdout: IO[str]) -> int:
     return 0
 
 
-def _rewrite_refs(node: Any, name: str) -> Any:
-    """``node`` with every ``$ref`` pointing into the bundle's ``$defs``."""
-    if isinstance(node, list):
-        return [_rewrite_refs(item, name) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _rewrite_refs(value, name) for key, value in node.items()
-           if key not in ("$id", "$schema")}
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target, _, fragment = ref.partition("#")
-        target = target.removesuffix(".json") or name
-        out["$ref"] = f"#/$defs/{target}{fragment}"
-    return out
-
-
-def _referenced(node: Any) -> Iterator[str]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _referenced(item)
-    elif isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            yield ref.partition("#")[0].removesuffix(".json")
-        for value in node.values():
-            yield from _referenced(value)
-
-
-def bundle(name: str) -> dict[str, Any]:
-    """Schema ``name`` and everything it references as one document without ``$id``.
-
-    The files' relative ``$ref``s resolve against their ``$id`` (https://bulkreg.dev/...), which
-    some editors try to fetch; the bundle's refs are all local JSON pointers instead.
-    """
-    root = bulkreg_schema.load(name)  # KeyError for an unknown name
-    defs: dict[str, Any] = {}
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        if current not in defs:
-            doc = root if current == name else bulkreg_schema.load(current)
-            defs[current] = _rewrite_refs(doc, current)
-            pending.extend(_referenced(doc))
-    return {"$schema": root.get("$schema", "https://json-schema.org/draft/2020-12/schema"),
-            "title": root.get("title", name),
-            "description": f"{root.get('description', '')} (bundled from {root['$id']})".strip(),
-            "$ref": f"#/$defs/{name}",
-            "$defs": dict(sorted(defs.items()))}
-
-
 def run_schema_bundle(args: argparse.Namespace, stdout: IO[str]) -> int:
     import json  # noqa: PLC0415 - only this command writes JSON
 
     try:
-        text = json.dumps(bundle(args.name), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(bulkreg_schema.bundle(args.name), indent=2, ensure_ascii=False) + "\n"
     except KeyError as exc:
         raise UsageError(exc.args[0]) from exc
     if args.output is None:
         stdout.write(text)
         return 0
     try:
-        Path(args.output).write_text(text, encoding="utf-8")
+        target = Path(args.output)
+        target.parent.mkdir(parents=True, exist_ok=True)  # e.g. .vscode/ in a fresh checkout
+        target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {_reason(exc)}") from exc
     return 0
