@@ -2,9 +2,9 @@
 
 The service definition (``spec/000_…txt``, Swagger 2.0 ``service.json`` of azure-iot-hub-python)
 has no ``required`` arrays, types twin values as ``object`` and states the limits in prose. This
-script turns that definition plus the limits of ``spec/facts.md`` that JSON Schema can express into
-JSON Schema 2020-12 documents. The output files are committed; ``tests/test_schema.py`` fails when
-they drift from this script. Run it with ``python schema/tools/build_schemas.py``.
+script turns that definition plus the limits of ``docs/evidence.md`` that JSON Schema can express
+into JSON Schema 2020-12 documents. The output files are committed; ``tests/test_schema.py`` fails
+when they drift from this script. Run it with ``python schema/tools/build_schemas.py``.
 
 Every constraint keyword carries the rule it belongs to in ``x-bulkreg-rule`` (a rule id, or an
 object keyword -> rule id); the rule table in ``bulkreg_validator`` gives the rule its errorCode,
@@ -29,20 +29,20 @@ BASE = f"https://bulkreg.dev/schema/{API_VERSION}/"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 OUT = Path(__file__).resolve().parent.parent / "bulkreg_schema"
 
-# facts.md §2.1: the C# client regex, the widest documented set (18 specials).
+# SWG, CS (docs/evidence.md#device-ids): the C# client regex, the widest set (18 specials).
 ID_PATTERN = r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']+$"
 ID_MAX_LENGTH = 128
-# facts.md §2.7 / swagger PropertyContainer: no C0/C1 control characters, '.', '$' or space.
+# SWG PropertyContainer, DOC-TW: no C0/C1 control characters, '.', '$' or space.
 KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
-# desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
+# desired/reported roots also carry the service-maintained $metadata and $version (DOC-BULK).
 PROPERTY_ROOT_KEY_PATTERN = r"^(\$metadata|\$version|[^.$ \u0000-\u001F\u007F-\u009F]+)$"
-MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays up to depth 10
-# facts.md §2.7: twin integers lie in [-2^52, 2^52-1]. JSON Schema cannot see literals (it counts
+MAX_TWIN_DEPTH = 10  # SWG, DOC-TW, EDGE: section root is depth 0; objects/arrays up to 10
+# DOC-TW, EDGE: twin integers lie in [-2^52, 2^52-1]. JSON Schema cannot see literals (it counts
 # 1e20 as an integer), so the bounds apply to every number here; the validator, which keeps each
 # literal's digits, drops the finding for float literals such as 1e20 (EDGE limits integer tokens).
 TWIN_NUMBER_RANGE = {"minimum": -(2**52), "maximum": 2**52 - 1}
 TWIN_NUMBER_RULES = {"minimum": "twin-integer-range", "maximum": "twin-integer-range"}
-# facts.md §2.3: base64 of 16..64 bytes (CS SymmetricKey); "" means "generate" (Node).
+# CS SymmetricKey: base64 of 16..64 bytes; "" means "generate" (NODE).
 KEY_DECODED_BYTES = (16, 64)
 
 
@@ -59,12 +59,12 @@ def base64_pattern(low: int, high: int) -> str:
 
 
 KEY_PATTERN_B64 = base64_pattern(*KEY_DECODED_BYTES)
-THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # facts.md §2.4 SHA-1 or SHA-256
+THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # CS: SHA-1 or SHA-256
 BULK_MODES = [
     "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
     "updateTwin", "updateTwinIfMatchETag",
 ]
-IMPORT_MODES = ["createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES]  # facts.md §6.2
+IMPORT_MODES = ["createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES]  # DOC-BULK, CS
 
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 
@@ -366,7 +366,7 @@ def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def read_endpoint_definitions() -> dict[str, dict[str, Any]]:
-    """Device, Twin and the generic error body (facts.md §3.4, §5)."""
+    """Device, Twin and the generic error body (docs/evidence.md#errors)."""
     timestamp = {"type": ["string", "null"]}
     scopes = {"type": ["array", "null"], "items": {"type": "string"}}
     return {
@@ -480,7 +480,8 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "info": {
             "title": "Azure IoT Hub registry: bulk registry operation and read/verify endpoints",
             "version": API_VERSION,
-            "description": "Derived by bulkreg from the service definition and spec/facts.md. "
+            "description": "Derived by bulkreg from the service definition and the sources of "
+            "docs/evidence.md. "
             "401, 413 and 429 are what the service answers although the published definition "
             "declares only 200 and 400.",
         },
