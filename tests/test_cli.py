@@ -276,6 +276,14 @@ def test_an_import_file_named_json_gets_a_hint(tmp_path: Path, data: bytes, hint
     assert run(capsys, "lint", "--mode", "bulk", path)[2] == ""
 
 
+def test_no_hint_for_a_file_already_read_as_an_import_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "devices.jsonl", b'{"id": "a"}\n{"id": "b"\n')  # line 2 is broken
+    code, out, err = run(capsys, "lint", path)
+    assert (code, err) == (1, "")
+    assert rules_in(out) == ["json-syntax"]
+
+
 def test_mode_of() -> None:
     assert cli.mode_of("a/devices.TXT", "auto") == "import"
     assert cli.mode_of("a/devices.json", "auto") == "bulk"

@@ -206,7 +206,8 @@ def _lint(args: argparse.Namespace, stdin: IO[bytes], out: IO[str], stderr: IO[s
             result = lint_path(path, args.mode, args.api_version)
         if result.error is not None:
             stderr.write(f"bulkreg lint: {result.error}\n")
-        elif args.mode == "auto" and path != "-" and looks_like_import(path, result):
+        elif path != "-" and args.mode == "auto" and mode_of(path, "auto") == "bulk" \
+                and looks_like_import(path, result):
             stderr.write(f"bulkreg lint: hint: {path} looks like an import file (one device "
                          "object per line); lint it with --mode import\n")
         results.append(result)
