@@ -155,3 +155,26 @@ def test_ci_recipe_installs_from_the_repository_and_runs(tmp_path: Path) -> None
                             "import bulkreg_schema; print(bulkreg_schema.__file__)"],
                            capture_output=True, text=True, check=True).stdout
     assert str(ROOT) not in where and str(fresh) in where
+    # were the extra missing, the one-line message would name this very git URL and commit
+    from .test_cli import WITHOUT_EXTRA  # noqa: PLC0415
+
+    proc = subprocess.run([str(fresh / "bin" / "python"), "-c", WITHOUT_EXTRA, "conform"],
+                          cwd=work, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"install it with: pip install 'bulkreg[conform] @ git+{local}@{sha}'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_quick_start_from_a_fresh_checkout(tmp_path: Path) -> None:
+    """The quick start's main job, as written, in a clone that has never been installed."""
+    command = block("sh", "pip install '.[conform]' && bulkreg conform").strip()
+    checkout = snapshot(tmp_path / "bulkreg")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p != str(BIN))  # not this test's venv: a fresh machine
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    proc = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-1500:]}"
+    assert "verdict: PASS" in proc.stdout
+    assert (checkout / ".venv" / "bin" / "bulkreg").is_file()
