@@ -182,6 +182,33 @@ def test_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> No
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("argv", "usage", "hint"), [
+    (["lint", "--fromat", "json", "a.json"], "usage: bulkreg lint", "did you mean --format?"),
+    (["lint", "a.json", "--colour", "never"], "usage: bulkreg lint", "did you mean --color?"),
+    (["lint", "--strictt", "a.json"], "usage: bulkreg lint", "did you mean --strict?"),
+    (["schema-bundle", "BulkRequest", "--outptu", "x"], "usage: bulkreg schema-bundle",
+     "did you mean --output?"),
+    (["rules", "--markdwn"], "usage: bulkreg rules", "did you mean --markdown?"),
+])
+def test_an_unknown_option_gets_its_commands_usage(argv: list[str], usage: str, hint: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(usage), err
+    assert "COMMAND" not in err  # not the top-level usage
+    assert "unrecognized arguments: " in err and hint in err
+
+
+def test_readme_lint_synopsis_lists_every_lint_option() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = readme.split("```\nbulkreg lint ", 1)[1].split("```", 1)[0]
+    lint = cli._command_parser(cli.build_parser(), "lint")
+    options = [a.option_strings[-1] if a.option_strings[-1].startswith("--")
+               else a.option_strings[0] for a in lint._actions if a.option_strings]
+    missing = [o for o in options if o not in ("--help",) and o not in synopsis]
+    assert not missing, f"README's lint synopsis lacks {missing}"
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "lint", "--help")
     assert code == 0
@@ -225,6 +252,36 @@ def test_explicit_modes_override_the_suffix(tmp_path: Path,
     code, out, _ = run(capsys, "lint", as_txt)  # an import line is an object, not an array
     assert code == 1
     assert rules_in(out) == ["value-type"]
+
+
+@pytest.mark.parametrize(("data", "hinted"), [
+    (IMPORT_DUP, True),                                            # two objects, two lines
+    (b'\n  {"id": "dev-1", "importMode": "create"}\n', True),       # one line: one object
+    (b'{"id": "a"}\n{"id": "b"\n', True),                          # a later line is broken
+    (GOOD, False),                                                 # a bulk payload
+    (BAD_ID, False),                                               # a bulk payload, findings
+    (b'{\n  "id": "dev-1"\n}\n', False),                           # one indented object
+    (b'[{"id": "a"}]\n[{"id": "b"}]\n', False),                     # two arrays
+    (b'{"id": "a"} trailing\n', False),                            # no JSON object alone
+])
+def test_an_import_file_named_json_gets_a_hint(tmp_path: Path, data: bytes, hinted: bool,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "devices.json", data)
+    _, out, err = run(capsys, "lint", path)
+    hint = f"bulkreg lint: hint: {path} looks like an import file (one device object per " \
+           "line); lint it with --mode import\n"
+    assert err == (hint if hinted else "")
+    assert out.splitlines()[-1].startswith("bulkreg lint: ")  # the report itself is unchanged
+    # with the mode said explicitly there is nothing to hint
+    assert run(capsys, "lint", "--mode", "bulk", path)[2] == ""
+
+
+def test_no_hint_for_a_file_already_read_as_an_import_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "devices.jsonl", b'{"id": "a"}\n{"id": "b"\n')  # line 2 is broken
+    code, out, err = run(capsys, "lint", path)
+    assert (code, err) == (1, "")
+    assert rules_in(out) == ["json-syntax"]
 
 
 def test_mode_of() -> None:
@@ -277,7 +334,10 @@ def test_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     report = tmp_path / "report.json"
     code, out, _ = run(capsys, "lint", "--format", "json", "--output", str(report),
                        write(tmp_path, "bad.json", BAD_ID))
-    assert (code, out) == (1, "")
+    # the report goes to the file; the terminal gets the one-line summary
+    assert code == 1
+    assert out == ("bulkreg lint: failed: 1 file, 1 entry, 1 error, 0 warnings "
+                   f"(report: {report})\n")
     assert json.loads(report.read_text())["summary"]["errors"] == 1
 
 
@@ -357,7 +417,60 @@ def test_conform_without_the_kit_says_what_to_install(
     monkeypatch.setitem(cli.DISPATCH, "conform", "bulkreg_conformance_not_installed.cli")
     code, _, err = run(capsys, "conform", "--endpoint", "http://127.0.0.1:1")
     assert code == 2
-    assert_one_line(err, "pip install 'bulkreg[conform]'")
+    assert_one_line(err, "needs the [conform] extra", "pip install ", "[conform]")
+
+
+# A Python without the [conform] extra: importing any of its modules fails, as it would.
+WITHOUT_EXTRA = """
+import importlib.abc, sys
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"requests", "werkzeug", "hypothesis", "schemathesis"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NotInstalled())
+for name in [m for m in sys.modules if m.partition(".")[0] in {"requests", "werkzeug"}]:
+    del sys.modules[name]
+from bulkreg_validator.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [["conform"], ["serve"], ["serve", "--port", "0"],
+                                  ["conform", "--endpoint", "http://127.0.0.1:1"],
+                                  ["conform", "--help"]])
+def test_without_the_extra_one_line_names_the_install_command(argv: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_EXTRA, *argv], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert_one_line(proc.stderr, f"`bulkreg {argv[0]}` needs the [conform] extra",
+                    "install it with: pip install ")
+    # this checkout is installed editable: the command reinstalls it with the extra
+    assert "[conform]'" in proc.stderr
+
+
+@pytest.mark.parametrize(("info", "command"), [
+    (None, "pip install 'bulkreg[conform]'"),
+    ({"url": "file:///src/bulk%20reg", "dir_info": {"editable": True}},
+     "pip install -e '/src/bulk reg[conform]'"),
+    ({"url": "file:///src/bulkreg", "dir_info": {}}, "pip install '/src/bulkreg[conform]'"),
+    ({"url": "https://github.com/o/bulkreg", "vcs_info": {"vcs": "git", "commit_id": "abc"}},
+     "pip install 'bulkreg[conform] @ git+https://github.com/o/bulkreg@abc'"),
+    ({"url": "file:///w/bulkreg-0.1.0-py3-none-any.whl", "archive_info": {}},
+     "pip install 'bulkreg[conform] @ file:///w/bulkreg-0.1.0-py3-none-any.whl'"),
+])
+def test_install_command_follows_where_bulkreg_came_from(
+        monkeypatch: pytest.MonkeyPatch, info: dict[str, object] | None, command: str) -> None:
+    from importlib import metadata  # noqa: PLC0415
+
+    class Installed:
+        def read_text(self, name: str) -> str | None:
+            return json.dumps(info) if info is not None and name == "direct_url.json" else None
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Installed())
+    assert cli.install_command() == command
 
 
 def test_serve_passes_its_arguments_untouched(
@@ -468,7 +581,7 @@ def test_schema_bundle_agrees_with_the_schema_files(payload: bytes, valid: bool)
     import jsonschema  # noqa: PLC0415 - test-only dependency
     import referencing  # noqa: PLC0415
 
-    bundled = jsonschema.Draft202012Validator(cli.bundle("BulkRequest"))
+    bundled = jsonschema.Draft202012Validator(bulkreg_schema.bundle("BulkRequest"))
     documents = bulkreg_schema.registry()
     registry = referencing.Registry().with_resources(
         (uri, referencing.Resource.from_contents(doc)) for uri, doc in documents.items())
@@ -487,3 +600,37 @@ def test_schema_bundle_to_a_file_and_unknown_names(tmp_path: Path,
     code, _, err = run(capsys, "schema-bundle", "Nope")
     assert code == 2
     assert_one_line(err, "no schema named 'Nope'")
+
+
+def test_schema_bundle_creates_missing_folders(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / ".vscode" / "deeper" / "bulkreg-bulk.schema.json"
+    assert run(capsys, "schema-bundle", "BulkRequest", "-o", str(target)) == (0, "", "")
+    assert json.loads(target.read_text()) == bulkreg_schema.bundle("BulkRequest")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "schema-bundle", "BulkRequest", "-o", str(blocker / "x.json"))
+    assert code == 2
+    assert_one_line(err, "cannot write")
+
+
+def test_one_bundler_for_editors_and_openapi() -> None:
+    """openapi.json's components are the bundle of every schema, refs under components."""
+    components = bulkreg_schema.openapi()["components"]["schemas"]
+    every = bulkreg_schema.bundle(*bulkreg_schema.SCHEMA_NAMES,
+                                  defs="#/components/schemas/")["$defs"]
+    # the same schemas, but the operation's accept unknown members (the service ignores them)
+    assert components == _accepting_unknown_members(every)
+    assert components != every
+    single = bulkreg_schema.bundle("BulkRequest")
+    assert set(single["$defs"]) < set(every)  # only what BulkRequest reaches
+    assert single["$defs"]["BulkRequest"]["items"] == {"$ref": "#/$defs/ExportImportDevice"}
+
+
+def _accepting_unknown_members(node: object) -> object:
+    if isinstance(node, dict):
+        return {k: _accepting_unknown_members(v) for k, v in node.items()
+                if not (k == "additionalProperties" and v is False)}
+    if isinstance(node, list):
+        return [_accepting_unknown_members(v) for v in node]
+    return node

@@ -9,24 +9,40 @@ import jsonschema
 import jsonschema_rs
 import pytest
 import referencing
+import referencing.jsonschema
+import regress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bulkreg_schema
 from bulkreg_validator import _engine
-from bulkreg_validator._validate import fast_accept, schema
+from bulkreg_validator._findings import fast_accept, schema
 
 DOCS = bulkreg_schema.registry()
 NAMES = ["BulkRequest", "ImportLine", "ExportImportDevice", "TwinCollection",
          "AuthenticationMechanism"]
 
 
-def reference(name: str) -> jsonschema.Draft202012Validator:
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    # jsonschema reads `pattern` with Python's re, whose `$` also matches before a final "\n";
+    # JSON Schema specifies ECMA-262, which regress (a Rust ECMA-262 engine) implements.
+    if validator.is_type(instance, "string") and regress.Regex(pattern).find(instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+ECMA_2020_12 = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                            {"pattern": _ecma_pattern})
+
+
+def reference(name: str) -> Any:
+    # without "$schema", a $ref into another file keeps the extended validator (jsonschema would
+    # switch to the stock 2020-12 validator, and Python's pattern semantics, at each new file)
+    docs = {uri: {k: v for k, v in doc.items() if k != "$schema"} for uri, doc in DOCS.items()}
+    draft = referencing.jsonschema.DRAFT202012
     registry = referencing.Registry().with_resources(
-        (uri, referencing.Resource.from_contents(doc)) for uri, doc in DOCS.items()
+        (uri, draft.create_resource(doc)) for uri, doc in docs.items()
     )
-    return jsonschema.Draft202012Validator(DOCS[bulkreg_schema.BASE_URI + name + ".json"],
-                                           registry=registry)
+    return ECMA_2020_12(docs[bulkreg_schema.BASE_URI + name + ".json"], registry=registry)
 
 
 def rust(name: str) -> Any:

@@ -10,9 +10,11 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bulkreg_validator import _validate, validate, validate_import
+from bulkreg_validator import _bulk, _findings, validate, validate_import
+from bulkreg_validator._bulk import check_bulk
 from bulkreg_validator._checks import Context
-from bulkreg_validator._validate import check_bulk, check_line, pointer
+from bulkreg_validator._findings import pointer
+from bulkreg_validator._import import check_line
 
 CHARS = st.sampled_from(["a", "é", "€", "😀", "\n", "\\", '"'])
 # lengths at the edges of what the guard reasons about (1 KB keys, 4 KB strings, sizes 4x text)
@@ -49,12 +51,12 @@ def test_import_lines_fast_path_equals_the_exhaustive_walk(entry: dict[str, Any]
 @given(entries=st.lists(ENTRIES, min_size=1, max_size=3))
 def test_bulk_entries_fast_path_equals_the_exhaustive_walk(entries: list[dict[str, Any]]) -> None:
     entries = [{**e, "id": f"d{i}"} for i, e in enumerate(entries)]
-    short = _validate._short
-    _validate._short = lambda entry: False  # the reference: every entry walked
+    short = _bulk._short
+    _bulk._short = lambda entry: False  # the reference: every entry walked
     try:
         want = exact(check_bulk(entries, Context("bulk", "2021-04-12")))
     finally:
-        _validate._short = short
+        _bulk._short = short
     got = {(f.rule, f.pointer) for f in validate(orjson.dumps(entries)).findings}
     assert got == want, got ^ want
 
@@ -70,9 +72,9 @@ def test_the_texts_reach_both_sides_of_the_guard() -> None:
     def sample(entry: dict[str, Any]) -> None:
         nonlocal short, long
         data = orjson.dumps(entry)
-        if _validate._short_text(data) and len(data) > 1024:
+        if _findings.short_text(data) and len(data) > 1024:
             short += 1
-        elif not _validate._short_text(data):
+        elif not _findings.short_text(data):
             long += 1
         seen_rules.update(r for r, _, _ in check_line(
             entry, Context("import", "2021-04-12", exhaustive=True)))

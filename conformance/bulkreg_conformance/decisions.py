@@ -1,6 +1,7 @@
 """The behaviour decisions: for each open question, the hub's choice and what a run accepts.
 
-One record per question the published definition leaves open (facts §8). ``hub`` is what the
+One record per question the published definition leaves open (docs/evidence.md, "Open
+questions"). ``hub`` is what the
 reference hub does; ``accepts`` is what a conformance run accepts from any other endpoint, and
 ``evidence`` is the evidence of the hub's choice *as a claim about other endpoints*:
 
@@ -51,7 +52,7 @@ _ROWS = [
              "Newtonsoft.Json matches case-insensitively by default (inferred)",
              "either reading: ignored or matched case-insensitively", "open"),
     Decision("unknown-members", "Members the service does not know",
-             "ignored (warning `unknown-property`)", "import repro (facts §3.2)",
+             "ignored (warning `unknown-property`)", "IMPORT-LOG",
              "ignoring them; a rejection is a deviation", "inferred"),
     Decision("per-entry-status", "Status of a per-entry failure",
              "400 + `IotHubErrorCode: BulkRegistryOperationFailure` + result body; 200 only "
@@ -82,8 +83,8 @@ _ROWS = [
              "\"Tracking ID:…-G:0-TimeStamp:…\"}`", "JAVA parser tests, csharp#3481",
              "format A or B", "open"),
     Decision("unenforced-limits", "statusReason over 128 characters",
-             "rejected (rule `status-reason-length`)", "SWG states it; facts §8: no evidence "
-             "the service enforces it", "acceptance or rejection", "open"),
+             "rejected (rule `status-reason-length`)", "SWG states it; no evidence the "
+             "service enforces it (open questions)", "acceptance or rejection", "open"),
     Decision("twin-limits", "Twin arrays, depth, key and value sizes",
              "as the validator decides", "rule table",
              "a looser endpoint is a failure or a deviation by the rule's evidence", "inferred"),
@@ -109,19 +110,20 @@ _ROWS = [
              "unknown", "–", "open"),
     Decision("older-api-versions", "Older api-versions on this route",
              "2021-04-12 and the older versions SDKs used are accepted; others → 400 "
-             "InvalidProtocolVersion", "facts §1.3, §8",
+             "InvalidProtocolVersion", "[api-versions](docs/evidence.md#api-versions)",
              "acceptance, or 400 InvalidProtocolVersion for any version but 2021-04-12", "open"),
     Decision("etag-format", "Etags",
              "device etag = base64 of a registry-wide counter; twin etag = base64 of the "
-             "twin's version", "facts §2.2", "any opaque string", "open"),
+             "twin's version", "[etags](docs/evidence.md#etags)", "any opaque string", "open"),
     Decision("if-match", "If-Match", "quoted `\"*\"` is the wildcard; an unquoted value is "
              "ignored, as the service did for Node", "node#606, CS", "–", "open"),
     Decision("unset-members", "Unset optional members in reads (`parentScopes`, "
              "`statusReason`, `deviceScope`, empty twin sections)",
              "`null` for unset strings, `[]` for `parentScopes`, `{}` for empty sections",
-             "facts §8", "absent, null or empty alike", "open"),
+             "[open questions](docs/evidence.md#open-questions)", "absent, null or empty alike",
+             "open"),
     Decision("responses-grow", "Response members not in the 2021-04-12 definition",
-             "none sent", "facts §5, §8 (`modelId` on newer twins)",
+             "none sent", "NODE (`modelId` on newer twins)",
              "any extra member; member names compared case-insensitively", "open"),
     Decision("module-entries", "A bulk entry with `moduleId`",
              "targets the module identity; the parent device must exist, else DeviceNotFound "

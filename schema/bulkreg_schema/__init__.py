@@ -12,12 +12,17 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._regex import ecma_regex
+
 __all__ = [
     "API_VERSION",
     "BASE_URI",
+    "DRAFT",
     "SCHEMA_NAMES",
     "Contract",
+    "bundle",
     "contract",
+    "ecma_regex",
     "examples",
     "load",
     "openapi",
@@ -28,6 +33,7 @@ __all__ = [
 
 API_VERSION = "2021-04-12"
 BASE_URI = f"https://bulkreg.dev/schema/{API_VERSION}/"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _HERE = Path(__file__).resolve().parent
 SCHEMA_NAMES = tuple(sorted(p.stem for p in (_HERE / "schemas").glob("*.json")))
 
@@ -49,6 +55,80 @@ def registry() -> dict[str, dict[str, Any]]:
     """Every schema keyed by its ``$id`` (what a ``$ref`` resolves to, without network)."""
     docs = (load(name) for name in SCHEMA_NAMES)
     return {doc["$id"]: doc for doc in docs}
+
+
+def bundle(*roots: str, documents: dict[str, dict[str, Any]] | None = None,
+           defs: str = "#/$defs/") -> dict[str, Any]:
+    """Schemas ``roots`` and every schema they reference as one document that needs neither
+    network nor sibling files: each under ``"$defs"`` by name, without ``$id``/``$schema``, every
+    ``$ref`` rewritten to the local pointer ``defs + Name + fragment``.
+
+    The files' relative ``$ref``s resolve against their ``$id`` (https://bulkreg.dev/...), which
+    some tools try to fetch. With one root the document is that schema: it carries the root's
+    title, description and a ``$ref`` to it (``bulkreg schema-bundle``, editors). OpenAPI's
+    ``components.schemas`` is the ``"$defs"`` of every schema with
+    ``defs="#/components/schemas/"``. ``documents`` (schemas by name) defaults to the shipped
+    files; ``KeyError`` names an unknown schema.
+    """
+    docs = documents if documents is not None else {n: load(n) for n in _needed(roots)}
+    bundled: dict[str, Any] = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop(0)
+        if name in bundled:
+            continue
+        if name not in docs:
+            raise KeyError(f"no schema named {name!r}; known: {', '.join(sorted(docs))}")
+        bundled[name] = _local_refs(docs[name], name, defs)
+        pending.extend(_references(docs[name]))
+    if len(roots) != 1:
+        return {"$defs": bundled}
+    root = docs[roots[0]]
+    return {"$schema": root.get("$schema", DRAFT),
+            "title": root.get("title", roots[0]),
+            "description": f"{root.get('description', '')} (bundled from {root['$id']})".strip(),
+            "$ref": f"{defs}{roots[0]}",
+            "$defs": bundled}
+
+
+def _needed(roots: tuple[str, ...]) -> list[str]:
+    """Every shipped schema ``roots`` reach (an unknown root raises KeyError)."""
+    seen: list[str] = []
+    pending = list(roots)
+    while pending:
+        name = pending.pop(0)
+        if name not in seen:
+            path(name)  # KeyError for an unknown name
+            seen.append(name)
+            pending.extend(_references(load(name)))
+    return seen
+
+
+def _references(node: Any) -> list[str]:
+    """The names of the schema files ``node`` refers to."""
+    if isinstance(node, list):
+        return [name for item in node for name in _references(item)]
+    if not isinstance(node, dict):
+        return []
+    ref = node.get("$ref")
+    own = [ref.partition("#")[0].removesuffix(".json")] if isinstance(ref, str) and \
+        not ref.startswith("#") else []
+    return own + [name for value in node.values() for name in _references(value)]
+
+
+def _local_refs(node: Any, owner: str, defs: str) -> Any:
+    """``node`` without ``$id``/``$schema`` and with every ``$ref`` made local."""
+    if isinstance(node, list):
+        return [_local_refs(item, owner, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _local_refs(value, owner, defs) for key, value in node.items()
+           if key not in ("$id", "$schema")}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        file, _, fragment = ref.partition("#")
+        out["$ref"] = f"{defs}{file.removesuffix('.json') or owner}{fragment}"
+    return out
 
 
 def openapi() -> dict[str, Any]:
@@ -78,7 +158,7 @@ def examples() -> list[dict[str, Any]]:
 class Contract(NamedTuple):
     """The limits other code needs as values, read from the schema files (never restated)."""
 
-    id_pattern: re.Pattern[str]  # a whole device or module id (ECMA '$' made Python's \\Z)
+    id_pattern: re.Pattern[str]  # a whole device or module id
     id_max_length: int
     status_reason_max_length: int
     bulk_modes: tuple[str, ...]  # importMode values of the bulk call
@@ -110,8 +190,8 @@ def contract() -> Contract:
         semantics = load("ImportLine")["properties"]["importMode"]["x-bulkreg-mode-semantics"]
         thumbprint = load("X509Thumbprint")["properties"]["primaryThumbprint"]["pattern"]
         _CONTRACT.append(Contract(
-            id_pattern=re.compile(
-                f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}\\Z"),
+            id_pattern=ecma_regex(
+                f"{id_['pattern'].removesuffix('+$')}{{{id_['minLength']},{id_['maxLength']}}}$"),
             id_max_length=id_["maxLength"],
             status_reason_max_length=device["statusReason"]["maxLength"],
             bulk_modes=tuple(device["importMode"]["enum"]),

@@ -1,10 +1,10 @@
-"""Write the contract as data: the JSON Schema files, openapi.json and the editor catalog.
+"""Write the contract as data: the JSON Schema files and openapi.json.
 
 The service definition (``spec/000_…txt``, Swagger 2.0 ``service.json`` of azure-iot-hub-python)
 has no ``required`` arrays, types twin values as ``object`` and states the limits in prose. This
-script turns that definition plus the limits of ``spec/facts.md`` that JSON Schema can express into
-JSON Schema 2020-12 documents. The output files are committed; ``tests/test_schema.py`` fails when
-they drift from this script. Run it with ``python schema/tools/build_schemas.py``.
+script turns that definition plus the limits of ``docs/evidence.md`` that JSON Schema can express
+into JSON Schema 2020-12 documents. The output files are committed; ``tests/test_schema.py`` fails
+when they drift from this script. Run it with ``python schema/tools/build_schemas.py``.
 
 Every constraint keyword carries the rule it belongs to in ``x-bulkreg-rule`` (a rule id, or an
 object keyword -> rule id); the rule table in ``bulkreg_validator`` gives the rule its errorCode,
@@ -15,30 +15,34 @@ registers for that keyword (``type`` -> ``value-type``, ``enum`` -> ``enum-value
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+# the package beside this folder, also from a checkout that is not installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bulkreg_schema
 
 API_VERSION = "2021-04-12"
 BASE = f"https://bulkreg.dev/schema/{API_VERSION}/"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 OUT = Path(__file__).resolve().parent.parent / "bulkreg_schema"
 
-# facts.md §2.1: the C# client regex, the widest documented set (18 specials).
+# SWG, CS (docs/evidence.md#device-ids): the C# client regex, the widest set (18 specials).
 ID_PATTERN = r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']+$"
 ID_MAX_LENGTH = 128
-# facts.md §2.7 / swagger PropertyContainer: no C0/C1 control characters, '.', '$' or space.
+# SWG PropertyContainer, DOC-TW: no C0/C1 control characters, '.', '$' or space.
 KEY_PATTERN = r"^[^.$ \u0000-\u001F\u007F-\u009F]+$"
-# desired/reported roots also carry the service-maintained $metadata and $version (facts.md §6.1).
+# desired/reported roots also carry the service-maintained $metadata and $version (DOC-BULK).
 PROPERTY_ROOT_KEY_PATTERN = r"^(\$metadata|\$version|[^.$ \u0000-\u001F\u007F-\u009F]+)$"
-MAX_TWIN_DEPTH = 10  # facts.md §2.7: section root is depth 0; objects/arrays up to depth 10
-# facts.md §2.7: twin integers lie in [-2^52, 2^52-1]. Every double beyond 2^52 is integral, so the
-# bounds can apply to all numbers; JSON Schema counts 1e20 as an integer too.
+MAX_TWIN_DEPTH = 10  # SWG, DOC-TW, EDGE: section root is depth 0; objects/arrays up to 10
+# DOC-TW, EDGE: twin integers lie in [-2^52, 2^52-1]. JSON Schema cannot see literals (it counts
+# 1e20 as an integer), so the bounds apply to every number here; the validator, which keeps each
+# literal's digits, drops the finding for float literals such as 1e20 (EDGE limits integer tokens).
 TWIN_NUMBER_RANGE = {"minimum": -(2**52), "maximum": 2**52 - 1}
 TWIN_NUMBER_RULES = {"minimum": "twin-integer-range", "maximum": "twin-integer-range"}
-# facts.md §2.3: base64 of 16..64 bytes (CS SymmetricKey); "" means "generate" (Node).
+# CS SymmetricKey: base64 of 16..64 bytes; "" means "generate" (NODE).
 KEY_DECODED_BYTES = (16, 64)
 
 
@@ -55,13 +59,13 @@ def base64_pattern(low: int, high: int) -> str:
 
 
 KEY_PATTERN_B64 = base64_pattern(*KEY_DECODED_BYTES)
-THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # facts.md §2.4 SHA-1 or SHA-256
+THUMBPRINT_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})?$"  # CS: SHA-1 or SHA-256
 BULK_MODES = [
     "create", "update", "updateIfMatchETag", "delete", "deleteIfMatchETag",
     "updateTwin", "updateTwinIfMatchETag",
 ]
-IMPORT_MODES = ["createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES]  # facts.md §6.2
-# What each importMode does (facts.md §3.2, DOC-BULK "Import behavior"): which need the device's
+IMPORT_MODES = ["createOrUpdate", "createOrUpdateIfMatchETag", *BULK_MODES]  # DOC-BULK, CS
+# What each importMode does (DOC-BULK "Import behavior"): which need the device's
 # eTag, which the twin's twinETag, which delete, which write only the twin.
 MODE_SEMANTICS = {
     "etag": ["updateIfMatchETag", "deleteIfMatchETag", "createOrUpdateIfMatchETag"],
@@ -70,7 +74,7 @@ MODE_SEMANTICS = {
     "twinOnly": ["updateTwin", "updateTwinIfMatchETag"],
     "create": ["create", "createOrUpdate", "createOrUpdateIfMatchETag"],
 }
-# facts.md §1.3: the versions SDKs used for this operation, current first. The hub accepts them;
+# PY210, PY223, CS: the versions SDKs used for this operation, current first. The hub accepts them;
 # a conformance run accepts an endpoint that refuses all but the current one.
 API_VERSIONS = [API_VERSION, "2020-09-30", "2020-06-30-preview", "2020-05-31-preview",
                 "2020-03-13", "2020-03-01", "2019-10-01"]
@@ -380,7 +384,7 @@ def definitions(error_codes: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def read_endpoint_definitions() -> dict[str, dict[str, Any]]:
-    """Device, Twin and the generic error body (facts.md §3.4, §5)."""
+    """Device, Twin and the generic error body (docs/evidence.md#errors)."""
     timestamp = {"type": ["string", "null"]}
     scopes = {"type": ["array", "null"], "items": {"type": "string"}}
     return {
@@ -457,32 +461,6 @@ def read_endpoint_definitions() -> dict[str, dict[str, Any]]:
     }
 
 
-def bundle(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The same schemas as OpenAPI components: refs rewritten to #/components/schemas/…"""
-
-    def rewrite(node: Any, owner: str) -> Any:
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key in ("$schema", "$id"):
-                    continue
-                if key == "$ref":
-                    out[key] = rewrite_ref(value, owner)
-                else:
-                    out[key] = rewrite(value, owner)
-            return out
-        if isinstance(node, list):
-            return [rewrite(item, owner) for item in node]
-        return node
-
-    def rewrite_ref(target: str, owner: str) -> str:
-        file, _, fragment = target.partition("#")
-        name = file.removesuffix(".json") if file else owner
-        return f"#/components/schemas/{name}" + fragment
-
-    return {name: rewrite(copy.deepcopy(doc), name) for name, doc in docs.items()}
-
-
 def error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -520,7 +498,8 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "info": {
             "title": "Azure IoT Hub registry: bulk registry operation and read/verify endpoints",
             "version": API_VERSION,
-            "description": "Derived by bulkreg from the service definition and spec/facts.md. "
+            "description": "Derived by bulkreg from the service definition and the sources of "
+            "docs/evidence.md. "
             "401, 413 and 429 are what the service answers although the published definition "
             "declares only 200 and 400.",
         },
@@ -609,33 +588,22 @@ def openapi(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "sas": {"type": "apiKey", "in": "header", "name": "Authorization",
                         "description": "SharedAccessSignature sr=…&sig=…&se=…&skn=…"},
             },
-            "schemas": accepting_unknown_members(bundle(docs)),
+            "schemas": accepting_unknown_members(bulkreg_schema.bundle(
+                *docs, documents=docs, defs="#/components/schemas/")["$defs"]),
         },
     }
 
 
 def accepting_unknown_members(node: Any) -> Any:
     """``node`` without ``additionalProperties: false``: the service ignores members it does not
-    know (facts.md §3.2), so the operation's schemas accept them; the validator's own schema
-    files keep the keyword for its ``unknown-property`` warning."""
+    know (IMPORT-LOG in docs/evidence.md), so the operation's schemas accept them; the
+    validator's own schema files keep the keyword for its ``unknown-property`` warning."""
     if isinstance(node, dict):
         return {k: accepting_unknown_members(v) for k, v in node.items()
                 if not (k == "additionalProperties" and v is False)}
     if isinstance(node, list):
         return [accepting_unknown_members(v) for v in node]
     return node
-
-
-def editor_catalog(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A SchemaStore-style catalog: which file patterns each schema applies to."""
-    return {
-        "$schema": "https://json.schemastore.org/schema-catalog.json",
-        "version": 1,
-        "schemas": [
-            {"name": "IoT Hub bulk registry payload", "url": docs["BulkRequest"]["$id"],
-             "fileMatch": ["*.bulk.json", "bulk/*.json"]},
-        ],
-    }
 
 
 def render(doc: Any) -> str:

@@ -36,21 +36,6 @@ IMPORTED = "bulkreg_validator.cli" if importlib.util.find_spec("bulkreg_validato
     else "bulkreg_validator"
 
 
-def bundled_schema(name: str) -> dict[str, Any]:
-    """Schema ``name`` with every bulkreg schema embedded, so no $ref leaves the file.
-
-    The schemas' $ids are https URIs (https://bulkreg.dev/...); check-jsonschema resolves a
-    relative $ref against that $id and tries to download it. In JSON Schema 2020-12 a resource
-    embedded under $defs with its own $id is found by that $id, so the bundle resolves offline.
-    """
-    defs = {uri.rsplit("/", 1)[1].removesuffix(".json"): doc
-            for uri, doc in bulkreg_schema.registry().items()}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{bulkreg_schema.BASE_URI}_bundle/{name}.json",
-            "$ref": f"{bulkreg_schema.BASE_URI}{name}.json",
-            "$defs": defs}
-
-
 # Installed packages carry bytecode (pip compiles wheels at install time); an editable checkout or
 # a PYTHONDONTWRITEBYTECODE shell would make every run recompile from source, so compile first
 # and let the measured processes use and write bytecode, as a user's would.
@@ -90,10 +75,10 @@ def check_jsonschema_argv(tmp: Path, data: Path) -> list[str]:
         return direct
     first = next((ln for ln in out.splitlines() if "Unresolvable" in ln), out[:200])
     bundle = tmp / "BulkRequest.bundle.json"
-    bundle.write_text(json.dumps(bundled_schema("BulkRequest")), encoding="utf-8")
+    bundle.write_text(json.dumps(bulkreg_schema.bundle("BulkRequest")), encoding="utf-8")
     print(f"check-jsonschema: the shipped schema file fails offline ({first.strip()}); its "
           f"$refs resolve against the https $id. Using a single-file bundle of the registry "
-          f"instead ({len(bulkreg_schema.SCHEMA_NAMES)} schemas under $defs): {bundle}")
+          f"instead (`bulkreg schema-bundle BulkRequest`): {bundle}")
     return [exe, "--schemafile", str(bundle), str(data)]
 
 

@@ -5,9 +5,11 @@ checks a newline-delimited import file in constant memory. Both return a ``Repor
 ``Finding`` records and never raise for bad input.
 """
 
+from ._bulk import validate
 from ._checks import api_at_least
+from ._findings import Finding, Report
+from ._import import iter_import, validate_import
 from ._rules import LIMITS, RULES, Rule
-from ._validate import Finding, Report, iter_import, validate, validate_import
 
 __all__ = [
     "LIMITS",

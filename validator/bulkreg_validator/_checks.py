@@ -1,4 +1,5 @@
-"""The rules JSON Schema cannot express, one small function each, registered by rule id.
+"""The rule checks JSON Schema cannot express: small functions, each wired to its rules in the
+rule table (``_rules.RULES``), like jsonschema's keyword functions.
 
 A check gets one entry (already known to be an object) and a context, and calls ``emit(rule,
 path, message)`` for each problem, ``path`` relative to the entry. Checks never raise on odd
@@ -12,9 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._rules import LIMITS, RULES
+from ._limits import LIMITS
 
-__all__ = ["CHECKS", "Context", "api_at_least", "checks_for"]
+__all__ = ["Applies", "Check", "Context", "api_at_least"]
 
 Path = tuple[str | int, ...]
 Emit = Callable[[str, Path, str], None]
@@ -24,33 +25,25 @@ class Context(NamedTuple):
     mode: str  # "bulk" | "import"
     api_version: str
     # False when the text is too short for any twin size or byte-length limit to be exceeded
-    # (see _validate._SHORT_TEXT): the twin walk is then skipped when nothing else needs it.
+    # (see _findings.short_text): the twin walk is then skipped when nothing else needs it.
     exhaustive: bool = True
     # validate the schema part with jsonschema-rs (servers: worth its import time; lint: not)
     accelerate: bool = False
+    # True when every number has its literal's type (the exact scanner, or a value the caller
+    # parsed); False for orjson's values, which turn integer literals beyond 64 bits into floats
+    literal_numbers: bool = True
 
 
 Check = Callable[[dict[str, Any], Context, Emit], None]
 Applies = Callable[[Context], bool]
-CHECKS: dict[Check, tuple[tuple[str, ...], Applies]] = {}
 
 
-def check(*rule_ids: str, applies: Applies = lambda ctx: True) -> Callable[[Check], Check]:
-    """Register a check for ``rule_ids``; ``applies`` says for which contexts it can fire."""
-    for rule_id in rule_ids:
-        if RULES[rule_id].where != "rule":
-            raise ValueError(f"rule {rule_id} is carried by the {RULES[rule_id].where}")
-
-    def register(fn: Check) -> Check:
-        CHECKS[fn] = (rule_ids, applies)
-        return fn
-
-    return register
+def always(ctx: Context) -> bool:
+    return True
 
 
-def checks_for(ctx: Context) -> tuple[Check, ...]:
-    """The checks that can fire in ``ctx``, so that hot loops call no others."""
-    return tuple(fn for fn, (_, applies) in CHECKS.items() if applies(ctx))
+def bulk_only(ctx: Context) -> bool:
+    return ctx.mode == "bulk"
 
 
 def api_at_least(api_version: str, since: str) -> bool:
@@ -65,7 +58,6 @@ def _show(value: str, limit: int = 40) -> str:
 _UNSUPPORTED_ID_CHARS = "+#;"
 
 
-@check("id-unsupported-char")
 def unsupported_id_chars(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     for field in ("id", "moduleId"):
         value = entry.get(field)
@@ -96,14 +88,12 @@ def _present(entry: dict[str, Any], field: str) -> bool:
     return entry.get(field) not in (None, "", {}, [])
 
 
-@check("import-mode-missing", applies=lambda ctx: ctx.mode == "bulk")
 def import_mode_missing(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     if ctx.mode == "bulk" and "importMode" not in entry:
         emit("import-mode-missing", (), "entry has no importMode; say create, update, delete, "
              "… explicitly (import files default to createOrUpdate, the bulk call is undocumented)")
 
 
-@check("etag-required", "twin-etag-required")
 def etags_required(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     mode = _mode(entry)
     if mode in _ETAG_MODES and not _present(entry, "eTag"):
@@ -116,7 +106,6 @@ def etags_required(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
              "fails with PreconditionFailed")
 
 
-@check("mode-ignored-field")
 def mode_ignored_fields(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     mode = _mode(entry)
     if mode is None or (mode not in _DELETE_MODES and mode not in _TWIN_MODES
@@ -152,8 +141,6 @@ def _strings(obj: Any, first: str, second: str) -> dict[str, str]:
     return found
 
 
-@check("auth-type-mismatch", "auth-keys-pair", "auth-thumbprint-lengths",
-       "auth-keys-and-thumbprints")
 def authentication(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     auth = entry.get("authentication")
     if type(auth) is not dict:
@@ -222,7 +209,6 @@ def _section(entry: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | N
     return section if type(section) is dict else None
 
 
-@check("twin-metadata-ignored", applies=lambda ctx: ctx.mode == "bulk")
 def twin_metadata(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     properties = entry.get("properties")
     if type(properties) is not dict:
@@ -236,12 +222,15 @@ def twin_metadata(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
                          f"{key} in {name} is maintained by the service; a bulk call ignores it")
 
 
-def _twin_walk_needed(ctx: Context) -> bool:
-    return ctx.exhaustive or not api_at_least(ctx.api_version, LIMITS["arrays_since"])
+def exhaustive(ctx: Context) -> bool:
+    """Byte lengths and sizes can be exceeded only in texts that are not short."""
+    return ctx.exhaustive
 
 
-@check("twin-key-length", "twin-string-length", "twin-section-size", "twin-array-api-version",
-       applies=_twin_walk_needed)
+def before_arrays(ctx: Context) -> bool:
+    return not api_at_least(ctx.api_version, LIMITS["arrays_since"])
+
+
 def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     arrays_ok = api_at_least(ctx.api_version, LIMITS["arrays_since"])
     for name, path, limit_name in _SECTIONS:
@@ -342,8 +331,10 @@ def _value(value: Any, path: Path, arrays_ok: bool, emit: Emit, depth: int) -> i
     return 0
 
 
-@check("parent-scopes-api-version",
-       applies=lambda ctx: not api_at_least(ctx.api_version, LIMITS["parent_scopes_since"]))
+def before_parent_scopes(ctx: Context) -> bool:
+    return not api_at_least(ctx.api_version, LIMITS["parent_scopes_since"])
+
+
 def parent_scopes_version(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
     if "parentScopes" in entry and not api_at_least(ctx.api_version,
                                                     LIMITS["parent_scopes_since"]):

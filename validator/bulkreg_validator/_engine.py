@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import bulkreg_schema
+
 __all__ = ["Compiled", "SchemaError", "compile_schema"]
 
 Path = tuple[str | int, ...]
@@ -74,10 +76,11 @@ def _type_check(names: list[str]) -> Ok:
 
 
 def _ecma_pattern(pattern: str) -> re.Pattern[str]:
-    # ECMA-262 '$' matches only at the very end; Python's also matches before a final newline.
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern)
+    """``pattern`` with its ECMA-262 meaning, as JSON Schema specifies (see bulkreg_schema)."""
+    try:
+        return bulkreg_schema.ecma_regex(pattern)
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from exc
 
 
 class Compiled:

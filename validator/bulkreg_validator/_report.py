@@ -9,12 +9,13 @@ stays light.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 from typing import IO, Any, ClassVar, NamedTuple
 
+from ._findings import Finding, Report
 from ._rules import RULES, Rule
-from ._validate import Finding, Report
 
 __all__ = ["REPORTERS", "FileResult", "Reporter", "Summary", "rules_markdown", "rules_text"]
 
@@ -353,19 +354,37 @@ RULE_COLUMNS = ("rule", "errorCode", "severity", "evidence", "scope", "checked b
                 "source")
 
 
+# The sources a rule cites: keys of the evidence document, each a heading there (its anchor is the
+# key in lower case), and GitHub issues, listed there under "Issues".
+EVIDENCE = "docs/evidence.md"
+SOURCE_KEYS = ("SWG-0313", "SWG", "REST", "PY270", "PY210", "PY223", "PYNEW", "CS2", "CS",
+               "NODE", "JAVA", "DOC-IR", "DOC-TW", "DOC-BULK", "DOC-QT", "DOC-SEC", "EDGE",
+               "IMPORT-LOG", "RFC 8259")
+_SOURCE_KEY = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, SOURCE_KEYS)) + r")(?![\w-])")
+_ISSUE = re.compile(r"(?<![\w/#-])([A-Za-z][\w.-]*#\d+)")
+
+
+def cite(source: str) -> str:
+    """``source`` with each key and issue linked to its entry in the evidence document."""
+    linked = _SOURCE_KEY.sub(
+        lambda m: f"[{m[1]}]({EVIDENCE}#{m[1].lower().replace(' ', '-')})", source)
+    return _ISSUE.sub(lambda m: f"[{m[1]}]({EVIDENCE}#issues)", linked)
+
+
 def _rule_cells(rule: Rule) -> tuple[str, ...]:
     return (rule.id, rule.code or "-", rule.severity, rule.evidence, rule.scope, rule.where,
             rule.summary, rule.source)
 
 
 def rules_markdown(rules: Iterable[Rule] = RULES.values()) -> str:
-    """The README's rule table (GitHub-flavoured markdown), generated from ``RULES``."""
+    """The README's rule table (GitHub-flavoured markdown), generated from ``RULES``; sources
+    link to the evidence document."""
 
     def row(cells: Iterable[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [row(RULE_COLUMNS), row("---" for _ in RULE_COLUMNS)]
-    lines.extend(row(_rule_cells(rule)) for rule in rules)
+    lines.extend(row((*_rule_cells(rule)[:-1], cite(rule.source))) for rule in rules)
     return "\n".join(lines) + "\n"
 
 

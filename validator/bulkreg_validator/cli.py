@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import bulkreg_schema
 
@@ -129,6 +129,32 @@ def lint_stream(stream: IO[bytes], mode: str, version: str) -> FileResult:
     return FileResult("<stdin>", validate(data, api_version=version))
 
 
+_NOT_ONE_ARRAY = ("json-syntax", "bulk-not-array")
+
+
+def looks_like_import(path: str, result: FileResult) -> bool:
+    """Whether a file read as a bulk payload is rather an import file: it is not one JSON array
+    (json-syntax: data after the first value; bulk-not-array: one object) and its first
+    non-blank line is a whole JSON object on its own."""
+    report = result.report
+    if report is None or not any(f.rule in _NOT_ONE_ARRAY for f in report.errors):
+        return False
+    try:
+        with open(path, "rb") as stream:  # noqa: PTH123 - reads one line, not the file
+            first = next((line for line in itertools.islice(stream, _SNIFF_LINES)
+                          if line.strip()), b"")
+    except OSError:
+        return False
+    if not first.lstrip().startswith(b"{"):
+        return False
+    import orjson  # noqa: PLC0415 - already loaded by the validator
+
+    try:
+        return type(orjson.loads(first)) is dict
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -157,18 +183,21 @@ def run_lint(args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str],
     if args.paths.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")
     if args.output is None:
-        return _lint(args, stdin, stdout, stderr, _use_color(args.color, stdout))
+        return _lint(args, stdin, stdout, stderr, _use_color(args.color, stdout)).exit_code
     try:
         # opened before linting, so a bad --output fails at once and not after a long run
         out = open(args.output, "w", encoding="utf-8")  # noqa: PTH123, SIM115
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {_reason(exc)}") from exc
     with out:
-        return _lint(args, stdin, out, stderr, args.color == "always")
+        summary = _lint(args, stdin, out, stderr, args.color == "always")
+    # the report went to the file: the terminal still says how the run went, in one line
+    stdout.write(f"{summary.text()} (report: {args.output})\n")
+    return summary.exit_code
 
 
 def _lint(args: argparse.Namespace, stdin: IO[bytes], out: IO[str], stderr: IO[str],
-          color: bool) -> int:
+          color: bool) -> Summary:
     results: list[FileResult] = []
     for path in args.paths:
         if path == "-":
@@ -177,10 +206,14 @@ def _lint(args: argparse.Namespace, stdin: IO[bytes], out: IO[str], stderr: IO[s
             result = lint_path(path, args.mode, args.api_version)
         if result.error is not None:
             stderr.write(f"bulkreg lint: {result.error}\n")
+        elif path != "-" and args.mode == "auto" and mode_of(path, "auto") == "bulk" \
+                and looks_like_import(path, result):
+            stderr.write(f"bulkreg lint: hint: {path} looks like an import file (one device "
+                         "object per line); lint it with --mode import\n")
         results.append(result)
     summary = Summary.of(results, args.strict)
     REPORTERS[args.format](out, color=color).write(results, summary)
-    return summary.exit_code
+    return summary
 
 
 # --- rules, schema-path --------------------------------------------------------------------------
@@ -203,68 +236,20 @@ def run_schema_path(args: argparse.Namespace, stdout: IO[str]) -> int:
     return 0
 
 
-def _rewrite_refs(node: Any, name: str) -> Any:
-    """``node`` with every ``$ref`` pointing into the bundle's ``$defs``."""
-    if isinstance(node, list):
-        return [_rewrite_refs(item, name) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _rewrite_refs(value, name) for key, value in node.items()
-           if key not in ("$id", "$schema")}
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target, _, fragment = ref.partition("#")
-        target = target.removesuffix(".json") or name
-        out["$ref"] = f"#/$defs/{target}{fragment}"
-    return out
-
-
-def _referenced(node: Any) -> Iterator[str]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _referenced(item)
-    elif isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            yield ref.partition("#")[0].removesuffix(".json")
-        for value in node.values():
-            yield from _referenced(value)
-
-
-def bundle(name: str) -> dict[str, Any]:
-    """Schema ``name`` and everything it references as one document without ``$id``.
-
-    The files' relative ``$ref``s resolve against their ``$id`` (https://bulkreg.dev/...), which
-    some editors try to fetch; the bundle's refs are all local JSON pointers instead.
-    """
-    root = bulkreg_schema.load(name)  # KeyError for an unknown name
-    defs: dict[str, Any] = {}
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        if current not in defs:
-            doc = root if current == name else bulkreg_schema.load(current)
-            defs[current] = _rewrite_refs(doc, current)
-            pending.extend(_referenced(doc))
-    return {"$schema": root.get("$schema", "https://json-schema.org/draft/2020-12/schema"),
-            "title": root.get("title", name),
-            "description": f"{root.get('description', '')} (bundled from {root['$id']})".strip(),
-            "$ref": f"#/$defs/{name}",
-            "$defs": dict(sorted(defs.items()))}
-
-
 def run_schema_bundle(args: argparse.Namespace, stdout: IO[str]) -> int:
     import json  # noqa: PLC0415 - only this command writes JSON
 
     try:
-        text = json.dumps(bundle(args.name), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(bulkreg_schema.bundle(args.name), indent=2, ensure_ascii=False) + "\n"
     except KeyError as exc:
         raise UsageError(exc.args[0]) from exc
     if args.output is None:
         stdout.write(text)
         return 0
     try:
-        Path(args.output).write_text(text, encoding="utf-8")
+        target = Path(args.output)
+        target.parent.mkdir(parents=True, exist_ok=True)  # e.g. .vscode/ in a fresh checkout
+        target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {args.output}: {_reason(exc)}") from exc
     return 0
@@ -280,26 +265,86 @@ DISPATCH = {
 }
 
 
+# what the [conform] extra installs (pyproject.toml), by import name
+EXTRA_MODULES = frozenset({"werkzeug", "requests", "hypothesis", "schemathesis"})
+
+
 def dispatch(command: str, rest: list[str]) -> int:
     try:
         module = importlib.import_module(DISPATCH[command])
-    except ImportError as exc:
-        raise UsageError(
-            f"`bulkreg {command}` needs the conformance kit's extra dependencies ({exc}); "
-            "install them with: pip install 'bulkreg[conform]'") from exc
-    entry: Callable[[list[str]], int] = module.main
-    return entry(rest)
+        entry: Callable[[list[str]], int] = module.main
+        return entry(rest)
+    except ModuleNotFoundError as exc:  # also an import deferred into the command's run
+        missing = exc.name or ""
+        if missing.partition(".")[0] not in EXTRA_MODULES \
+                and not DISPATCH[command].startswith(missing):
+            raise
+        raise UsageError(f"`bulkreg {command}` needs the [conform] extra (no module "
+                         f"{exc.name!r}); install it with: {install_command()}") from exc
+
+
+def install_command() -> str:
+    """The pip command that adds the [conform] extra to this very installation: bulkreg is not
+    on PyPI, so the command names where it was installed from (PEP 610 direct_url.json)."""
+    import json  # noqa: PLC0415 - only this message needs them
+    from importlib import metadata  # noqa: PLC0415
+    from urllib.parse import unquote, urlparse  # noqa: PLC0415
+
+    try:
+        info = json.loads(metadata.distribution("bulkreg").read_text("direct_url.json") or "0")
+    except (metadata.PackageNotFoundError, ValueError):
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return "pip install 'bulkreg[conform]'"  # from an index: the same index has the extra
+    url = info["url"]
+    vcs = info.get("vcs_info")
+    if isinstance(vcs, dict):
+        return f"pip install 'bulkreg[conform] @ {vcs.get('vcs', 'git')}+{url}@" \
+               f"{vcs.get('commit_id', '')}'"
+    if url.startswith("file://") and isinstance(info.get("dir_info"), dict):
+        editable = "-e " if info["dir_info"].get("editable") else ""
+        return f"pip install {editable}'{unquote(urlparse(url).path)}[conform]'"
+    return f"pip install 'bulkreg[conform] @ {url}'"
 
 
 # --- main ----------------------------------------------------------------------------------------
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
-    """Parsed arguments, or the exit code argparse chose (--help: 0, bad usage: 2)."""
+    """Parsed arguments, or the exit code argparse chose (--help: 0, bad usage: 2).
+
+    An argument no command knows is reported by that command's parser, with its usage and the
+    nearest option (``lint --fromat``: lint's usage, "did you mean --format?"), not by the
+    top-level parser, which would show the top-level usage.
+    """
     try:
-        return parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            command = _command_parser(parser, args.command)
+            command.error(f"unrecognized arguments: {' '.join(extra)}{_suggest(command, extra)}")
+        return args
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps its subparsers nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    return parser
+
+
+def _suggest(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    import difflib  # noqa: PLC0415 - only a typo pays for it
+
+    known = [o for action in parser._actions for o in action.option_strings]
+    for arg in extra:
+        if arg.startswith("--"):
+            near = difflib.get_close_matches(arg.partition("=")[0], known, n=1)
+            if near:
+                return f" (did you mean {near[0]}?)"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -52,6 +53,7 @@ _CANONICAL = {m.lower(): m for m in MODES}
 # decision: an entry without importMode is createOrUpdate, the import-file default (facts §3.2).
 DEFAULT_MODE = "createOrUpdate"
 NEVER = "0001-01-01T00:00:00Z"  # .NET DateTime.MinValue, as never-connected devices show
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _SUCCESS = {"isSuccessful": True, "errors": [], "warnings": []}
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -174,6 +176,10 @@ def _error_entry(entry: dict[str, Any], mode: str, code: str, text: str) -> dict
 
 
 def _parse(body: bytes | str) -> Any:
+    # orjson turns an integer literal beyond 64 bits into a rounded float; 19 digits in a row may
+    # be one, so such a text is parsed by json, which keeps every integer's digits.
+    if _LONG_DIGITS.search(body.encode() if isinstance(body, str) else body):
+        return json.loads(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:  # literals orjson refuses but the validator accepted
@@ -748,7 +754,11 @@ class Registry:
         return parsed, None
 
     def _rejection(self, entries: list[dict[str, Any]], api_version: str) -> Plan | None:
-        checked = check_bulk(orjson.dumps(entries), api_version=api_version)
+        try:
+            text = orjson.dumps(entries)
+        except TypeError:  # an integer beyond 64 bits: json writes its digits
+            text = json.dumps(entries).encode()
+        checked = check_bulk(text, api_version=api_version)
         if checked.rejection is None:
             return None
         return self.error(400, checked.rejection.code or "ArgumentInvalid",
