@@ -13,8 +13,9 @@ API (docs: notes on schemathesis 4, §3 and §7):
   worker and the run's seed: the same seed sends the same requests;
 - every device id in a request is moved into the run's prefix by a ``before_call`` hook
   (``map_body`` hooks skip the coverage phase), then checked by the client's prefix guard and
-  remembered for the run's cleanup; each request is admitted by the client's rate limit and
-  ``--max-requests`` budget;
+  remembered for the run's cleanup; each request goes through the client's transport
+  (``RailsAdapter``: rate limit, ``--max-requests``, one total deadline, capped body reads; the
+  run's ``--ca-cert``), mounted on schemathesis' sessions while the suite runs;
 - SAS tokens come from the run's client (``schema.auth()``, ``retry_on=[]``: a 401 is an answer,
   not a reason to re-sign);
 - no ``schemathesis.toml`` is read and nothing is written to the working directory.
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
-from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
+from bulkreg_conformance.client import ID_PATTERN, KEEP_BYTES, Exchange, RailsAdapter, bulk_ids
 from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
 from bulkreg_conformance.suites import hypothesis_home
@@ -65,8 +66,8 @@ def run(ctx: Context) -> None:
         return
     hypothesis_home()
     schema = _schema(ctx)
-    with _prefixing(ctx, schema) as stopped:
-        _execute(ctx, schema, stopped)
+    with _prefixing(ctx, schema):
+        _execute(ctx, schema)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -83,7 +84,10 @@ def _config(ctx: Context) -> Any:
         "cache": {"enabled": False},
         "base-url": ctx.client.endpoint,
         "workers": 1,
-        "request-timeout": 30,
+        "request-timeout": 30,  # the client's transport enforces its own total deadline
+        "tls-verify": ctx.client.verify,
+        # the recorder keeps only the start of a long answer (its checks see what was read)
+        "output": {"truncation": {"max-recorded-payload-size": KEEP_BYTES}},
         "warnings": False,
         "generation": {"database": "none", "max-examples": ctx.settings.max_examples},
         "phases": {"coverage": {"unexpected-methods": []}, "stateful": {"enabled": False}},
@@ -202,7 +206,7 @@ def _case_ids(case: Case[Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]]:
+def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[None]:
     """A ``before_call`` hook for this schema's cases only, removed afterwards.
 
     ``before_call`` exists only in schemathesis' global scope, so the hook checks that a case is
@@ -213,7 +217,6 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]
     from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER  # noqa: PLC0415
 
     raw = schema.raw_schema
-    stopped: list[BaseException] = []
 
     def before_call(context: Any, case: Case[Any], kwargs: dict[str, Any]) -> None:
         if case.operation.schema.raw_schema is not raw:
@@ -222,23 +225,56 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]
         ids = _case_ids(case)
         ctx.client.check_ids(ids)  # PrefixViolation: the request is not sent
         ctx.client.touched.update(ids)
-        try:
-            ctx.client.admit()
-        except BudgetExceeded as exc:
-            stopped.append(exc)
-            raise
 
     schemathesis.hook(before_call)
     try:
-        yield stopped
+        with _rails(ctx, raw):
+            yield
     finally:
         GLOBAL_HOOK_DISPATCHER.unregister(before_call)
+
+
+@contextlib.contextmanager
+def _rails(ctx: Context, raw: Any) -> Iterator[None]:
+    """Every request schemathesis sends for this schema goes through the client's transport.
+
+    Schemathesis builds its sessions itself (one per worker, and extra ones for some checks) and
+    has no hook that sees them, so its requests transport's ``send`` is wrapped while the suite
+    runs: the adapter is mounted on whatever session a case of ours is sent with.
+    """
+    from schemathesis.transport.requests import (  # noqa: PLC0415
+        REQUESTS_TRANSPORT,
+        SameHostRedirectsSession,
+    )
+
+    adapter = RailsAdapter(ctx.client)
+    original = REQUESTS_TRANSPORT.send
+
+    def send(case: Case[Any], *, session: Any = None, **kwargs: Any) -> Any:
+        if case.operation.schema.raw_schema is not raw:
+            return original(case, session=session, **kwargs)
+        own = session is None
+        session = SameHostRedirectsSession() if own else session
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            return original(case, session=session, **kwargs)
+        finally:
+            if own:
+                session.close()
+
+    REQUESTS_TRANSPORT.send = send  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del REQUESTS_TRANSPORT.send  # the class's method again
+        adapter.close()
 
 
 # -- running and reporting -------------------------------------------------------------------
 
 
-def _execute(ctx: Context, schema: BaseSchema, stopped: list[BaseException]) -> None:
+def _execute(ctx: Context, schema: BaseSchema) -> None:
     from schemathesis.engine import events, from_schema  # noqa: PLC0415
 
     started = _now()
@@ -246,7 +282,7 @@ def _execute(ctx: Context, schema: BaseSchema, stopped: list[BaseException]) -> 
     share = MAX_TIME if ctx.settings.max_examples <= DEFAULT_EXAMPLES else float("inf")
     stream = from_schema(schema).execute()
     for event in stream:
-        if stopped or ctx.out_of_time() or _now() - started > share:
+        if ctx.client.stopped or ctx.out_of_time() or _now() - started > share:
             stream.stop()
         if isinstance(event, events.ScenarioFinished):
             _record(ctx, event.recorder)
@@ -254,8 +290,8 @@ def _execute(ctx: Context, schema: BaseSchema, stopped: list[BaseException]) -> 
             raise KeyboardInterrupt  # schemathesis swallows Ctrl-C; the runner must clean up
         elif isinstance(event, events.FatalError):
             raise RuntimeError(f"schemathesis: {event.exception}")
-    if stopped:
-        raise stopped[0]
+    if ctx.client.stopped:  # --max-requests or the run's time: an error of the run
+        raise ctx.client.stopped
 
 
 def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
@@ -276,9 +312,10 @@ def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
 
 def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
              failure: Any) -> Failure:
-    exchange = _exchange(recorder, case_id)
+    exchange = _exchange(ctx, recorder, case_id)
     title = getattr(failure, "title", "") or name
-    message = f"{failure.operation or recorder.label}: {title}: {failure.message}".strip()
+    message = ctx.client.redactor.text(
+        f"{failure.operation or recorder.label}: {title}: {failure.message}".strip())
     payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
     return Failure(name, "contract", message, suite="schemathesis", payload=payload,
                    exchanges=[exchange] if exchange else [],
@@ -287,8 +324,9 @@ def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
                    if payload is not None else None)
 
 
-def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
-    """The recorded request/response as the runner's Exchange (the token redacted)."""
+def _exchange(ctx: Context, recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
+    """The recorded request/response as the runner's Exchange (the token redacted, echoes of
+    it scrubbed, the body capped)."""
     interaction = recorder.interactions.get(case_id)
     if interaction is None:
         return None
@@ -298,9 +336,11 @@ def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
     if response is None:
         return Exchange(request.method, request.uri, headers, request.body or b"", 0, {}, b"",
                         0.0, "sas")
+    scrub = ctx.client.redactor
     return Exchange(request.method, request.uri, headers, request.body or b"",
-                    response.status_code, {k: ", ".join(v) for k, v in response.headers.items()},
-                    response.content, response.elapsed, "sas")
+                    response.status_code,
+                    {scrub.text(k): scrub.text(", ".join(v)) for k, v in response.headers.items()},
+                    scrub.bytes(response.content), response.elapsed, "sas").kept()
 
 
 # -- our own check, scoped to this schema ----------------------------------------------------
@@ -337,9 +377,11 @@ def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None
     if isinstance(got, dict) and "isSuccessful" in got:
         ctx.passed(name)
         return
+    scrub = ctx.client.redactor
     exchange = Exchange("POST", url, {}, body, 400,
-                        {k: ", ".join(v) for k, v in response.headers.items()},
-                        response.content, response.elapsed, "sas")
+                        {scrub.text(k): scrub.text(", ".join(v))
+                         for k, v in response.headers.items()},
+                        scrub.bytes(response.content), response.elapsed, "sas").kept()
     payload = body.decode("utf-8", "replace")
     ctx.fail(Failure(name, "contract", "a request the contract accepts as a whole was rejected "
                      "as a whole (400 without a BulkRegistryOperationResult body)",
