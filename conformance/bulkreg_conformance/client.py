@@ -303,8 +303,11 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 class RequestDeadline(requests.exceptions.ReadTimeout):
     """No complete answer before the deadline (a Timeout, so schemathesis treats it as one)."""
 
-    def __init__(self, watch: _Watch, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, watch: _Watch, **kwargs: Any) -> None:
+        # shaped like requests' own ReadTimeout: schemathesis reads the duration out of it
+        cause = Exception(f"no complete answer within the deadline (read timeout="
+                          f"{watch.seconds:.1f})")
+        super().__init__(cause, **kwargs)
         self.seconds = watch.seconds
         self.by_run = watch.by_run
 
@@ -319,6 +322,7 @@ class RailsAdapter(HTTPAdapter):
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self.closed = False  # set: refuse every new request (a suite's time is up)
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -330,6 +334,8 @@ class RailsAdapter(HTTPAdapter):
              timeout: Any = None, verify: bool | str = True, cert: Any = None,
              proxies: Any = None) -> requests.Response:
         client = self._client
+        if self.closed:
+            raise OutOfTime("this suite's time is up: not sent")
         client.admit()
         seconds, by_run = client.time_left()
         watch = _Watch(seconds, by_run)
@@ -343,8 +349,7 @@ class RailsAdapter(HTTPAdapter):
                 _read_capped(response, watch)
             except requests.RequestException as exc:
                 if watch.fired.is_set():
-                    raise RequestDeadline(watch, f"no complete answer within {seconds:.1f} s",
-                                          request=request) from exc
+                    raise RequestDeadline(watch, request=request) from exc
                 raise
             finally:
                 watch.cancel()
@@ -447,6 +452,7 @@ class Client:
         self.cleaning = False  # cleanup may use the requests the suites left for it
         self.stopped: BudgetExceeded | None = None  # why admit() last refused a request
         self.interrupted = False
+        self._per_device = 0.0  # cleanup seconds earned per device confirmed gone
 
     # -- secrets ---------------------------------------------------------------------------
 
@@ -552,11 +558,14 @@ class Client:
         for watch in list(self._in_flight):
             watch.fire()
 
-    def begin_cleanup(self, seconds: float, per_request: float | None = None) -> None:
+    def begin_cleanup(self, seconds: float, per_request: float | None = None,
+                      per_device: float = 0.0) -> None:
         """From now on: cleanup requests, which may use the reserve, all within ``seconds``
-        (and each within ``per_request``)."""
+        (each within ``per_request``); every device confirmed gone adds ``per_device`` seconds,
+        so a long cleanup that makes progress goes on and one that does not ends."""
         self.cleaning = True
         self.deadline = time.monotonic() + seconds
+        self._per_device = per_device
         if per_request is not None:
             self._limits.timeout = min(self._limits.timeout, per_request)
 
@@ -612,9 +621,13 @@ class Client:
         return quote(device_id, safe="")
 
     def request(self, method: str, path: str, *, body: bytes = b"", auth: Any = Unset,
-                api_version: str | None = None,
-                headers: dict[str, str] | None = None) -> Exchange:
-        """Send one request (with retries on 429/503) and record it; never raises for a status."""
+                api_version: str | None = None, headers: dict[str, str] | None = None,
+                keep_body: bool = True) -> Exchange:
+        """Send one request (with retries on 429/503) and record it; never raises for a status.
+
+        ``keep_body=False``: only the status matters (the cleanup's read-backs); the recorded
+        exchange has an empty response body, and no time goes into scrubbing it.
+        """
         version = self.api_version if api_version is None else api_version
         query = f"?api-version={quote(version, safe='')}" if version else ""
         url = f"{self.endpoint}{path}{query}"
@@ -629,21 +642,23 @@ class Client:
             label, value = auth if isinstance(auth, tuple) else ("custom", auth)
             sent_headers["Authorization"], auth_label = value, label
         response, elapsed = self._send_with_retries(method, url, body, sent_headers)
-        exchange = self._record(method, url, sent_headers, body, response, elapsed, auth_label)
+        exchange = self._record(method, url, sent_headers, body, response, elapsed, auth_label,
+                                keep_body)
         self.exchanges += 1
         if self._on_exchange:
             self._on_exchange(exchange)
         return exchange
 
     def _record(self, method: str, url: str, sent_headers: dict[str, str], body: bytes,
-                response: requests.Response, elapsed: float, auth_label: str) -> Exchange:
+                response: requests.Response, elapsed: float, auth_label: str,
+                keep_body: bool) -> Exchange:
         """The exchange as it may be kept: no Authorization value, secrets scrubbed."""
         scrub = self.redactor.text
         recorded = {k: (_REDACTED if k.lower() == "authorization" else scrub(v))
                     for k, v in sent_headers.items()}
         answered = {scrub(k): scrub(v) for k, v in response.headers.items()}
-        content = response.content
-        truncated = bool(getattr(response, "bulkreg_truncated", False))
+        content = response.content if keep_body else b""
+        truncated = bool(getattr(response, "bulkreg_truncated", False)) or not keep_body
         size = None if truncated else len(content)
         with contextlib.suppress(ValueError):
             size = int(response.headers.get("Content-Length", "")) if truncated else size
@@ -726,21 +741,26 @@ class Client:
             chunk = valid[start:start + per_call]
             body = json.dumps([{"id": i, "importMode": "delete"} for i in chunk]).encode()
             maybe = _not_reported_absent(chunk, self.request("POST", "/devices", body=body))
-            pending -= set(chunk) - set(maybe)
+            self._gone(pending, set(chunk) - set(maybe))
             suspects += maybe
         leaks = []
         for device_id in suspects:
             if self._exists(device_id):
                 self.request("DELETE", "/devices/" + quote(device_id, safe=""),
-                             headers={"If-Match": "*"})
+                             headers={"If-Match": "*"}, keep_body=False)
                 if self._exists(device_id):
                     leaks.append(device_id)
                     continue
-            pending.discard(device_id)
+            self._gone(pending, {device_id})
         return sorted(leaks)
 
+    def _gone(self, pending: set[str], ids: set[str]) -> None:
+        pending -= ids
+        if self.deadline is not None:
+            self.deadline += self._per_device * len(ids)
+
     def _exists(self, device_id: str) -> bool:
-        exchange = self.request("GET", "/devices/" + quote(device_id, safe=""))
+        exchange = self.request("GET", "/devices/" + quote(device_id, safe=""), keep_body=False)
         return exchange.status == 200
 
 

@@ -39,8 +39,8 @@ from bulkreg_conformance.suites import SUITES, differential
 __all__ = ["SUITES", "PreflightFailed", "Result", "Settings", "preflight", "run"]
 
 GRACE = 2.0  # seconds a request in flight may outlive --time-budget (more with --rate-limit)
-CLEANUP = 10.0  # seconds a cleanup after a finished run gets, plus CLEANUP_PER_REQUEST each
-CLEANUP_PER_REQUEST = 0.5
+CLEANUP = 10.0  # seconds a cleanup after a finished run gets, plus CLEANUP_PER_DEVICE for
+CLEANUP_PER_DEVICE = 0.5  # each device it confirms gone (progress earns time; no progress ends)
 CLEANUP_REQUEST = 8.0  # seconds one cleanup request may take: longer, and the endpoint is gone
 SIGNAL_CLEANUP = 7.0  # seconds the cleanup after SIGINT/SIGTERM gets, whatever is left
 PREFLIGHT_ID = "preflight"  # GET {prefix}preflight: inside the prefix, never created
@@ -233,13 +233,12 @@ def _cleanup(ctx: Context, errors: list[str], interrupted: bool) -> list[str]:
     gone are returned (and fail the run)."""
     ctx.progress("cleanup")
     client = ctx.client
-    cost = client.cleanup_cost()
+    rate = ctx.settings.rate_limit
     if interrupted:
-        seconds = SIGNAL_CLEANUP
-    else:
-        rate = ctx.settings.rate_limit
-        seconds = CLEANUP + CLEANUP_PER_REQUEST * cost + (cost / rate if rate else 0.0)
-    client.begin_cleanup(seconds, CLEANUP_REQUEST)
+        client.begin_cleanup(SIGNAL_CLEANUP, CLEANUP_REQUEST)
+    else:  # --rate-limit: the time the cleanup's requests need at that rate too
+        client.begin_cleanup(CLEANUP + (client.cleanup_cost() / rate if rate else 0.0),
+                             CLEANUP_REQUEST, CLEANUP_PER_DEVICE)
     try:
         leaks = client.cleanup()
     except CleanupStopped as exc:

@@ -14,8 +14,9 @@ API (docs: notes on schemathesis 4, §3 and §7):
 - every device id in a request is moved into the run's prefix by a ``before_call`` hook
   (``map_body`` hooks skip the coverage phase), then checked by the client's prefix guard and
   remembered for the run's cleanup; each request goes through the client's transport
-  (``RailsAdapter``: rate limit, ``--max-requests``, one total deadline, capped body reads; the
-  run's ``--ca-cert``), mounted on schemathesis' sessions while the suite runs;
+  (``RailsAdapter``: rate limit, ``--max-requests``, one total deadline, capped body reads),
+  mounted on every session schemathesis makes while the suite runs (its probes' too), and
+  trusts the run's ``--ca-cert``;
 - SAS tokens come from the run's client (``schema.auth()``, ``retry_on=[]``: a 401 is an answer,
   not a reason to re-sign);
 - no ``schemathesis.toml`` is read and nothing is written to the working directory.
@@ -29,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, Failure
@@ -50,6 +52,7 @@ __all__ = ["OPERATIONS", "run"]
 
 OPERATIONS = (("POST", "/devices"),)  # the operation under test; reads are the other suites'
 MAX_TIME = 20.0  # seconds the default run gives schemathesis at most
+WIND_DOWN = 2.0  # seconds the running scenario gets to report once the suite's time is up
 DEFAULT_EXAMPLES = 25  # the CLI's default --max-examples
 CUSTOM = "bulk_result_body"
 _REDACTED = "<redacted>"
@@ -65,12 +68,33 @@ def run(ctx: Context) -> None:
     if ctx.out_of_time():
         return
     hypothesis_home()
+    _known_codecs()
     schema = _schema(ctx)
-    with _prefixing(ctx, schema):
-        _execute(ctx, schema)
+    with _prefixing(ctx, schema) as adapter:
+        _execute(ctx, schema, adapter)
 
 
 # -- configuration ---------------------------------------------------------------------------
+
+# What hypothesis' characters(codec=...) computes by encoding all 1.1M code points (about 200 MiB
+# at peak and a second or two, in every run: the run's hypothesis home is new each time) unless
+# its cache holds the answer: [encodable intervals, intervals that do not round-trip].
+_CODECS = {"utf-8": [[[0, 0xD7FF], [0xE000, 0x10FFFF]], []], "ascii": [[[0, 0x7F]], []]}
+
+
+def _known_codecs() -> None:
+    """Put the codec tables schemathesis needs (strings, headers) into hypothesis' cache."""
+    import gzip  # noqa: PLC0415
+
+    with contextlib.suppress(Exception):  # a cache hypothesis no longer reads: it computes
+        from hypothesis.internal.charmap import charmap_file  # noqa: PLC0415
+
+        for codec, table in _CODECS.items():
+            path = charmap_file(f"codec-v2-{codec}")
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with gzip.GzipFile(path, "wb", mtime=1) as out:
+                    out.write(json.dumps(table).encode())
 
 
 def _config(ctx: Context) -> Any:
@@ -206,7 +230,7 @@ def _case_ids(case: Case[Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[None]:
+def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[RailsAdapter]:
     """A ``before_call`` hook for this schema's cases only, removed afterwards.
 
     ``before_call`` exists only in schemathesis' global scope, so the hook checks that a case is
@@ -228,68 +252,87 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[None]:
 
     schemathesis.hook(before_call)
     try:
-        with _rails(ctx, raw):
-            yield
+        with _rails(ctx) as adapter:
+            yield adapter
     finally:
         GLOBAL_HOOK_DISPATCHER.unregister(before_call)
 
 
 @contextlib.contextmanager
-def _rails(ctx: Context, raw: Any) -> Iterator[None]:
-    """Every request schemathesis sends for this schema goes through the client's transport.
+def _rails(ctx: Context) -> Iterator[RailsAdapter]:
+    """Every request schemathesis sends goes through the client's transport.
 
-    Schemathesis builds its sessions itself (one per worker, and extra ones for some checks) and
-    has no hook that sees them, so its requests transport's ``send`` is wrapped while the suite
-    runs: the adapter is mounted on whatever session a case of ours is sent with.
+    Schemathesis builds its sessions itself (one per worker, extra ones for its probes and some
+    checks), all ``SameHostRedirectsSession``, and has no hook that sees them: while the suite
+    runs, that class mounts the client's adapter on each new session.
     """
-    from schemathesis.transport.requests import (  # noqa: PLC0415
-        REQUESTS_TRANSPORT,
-        SameHostRedirectsSession,
-    )
+    import requests  # noqa: PLC0415
+    from schemathesis.transport.requests import SameHostRedirectsSession  # noqa: PLC0415
 
     adapter = RailsAdapter(ctx.client)
-    original = REQUESTS_TRANSPORT.send
 
-    def send(case: Case[Any], *, session: Any = None, **kwargs: Any) -> Any:
-        if case.operation.schema.raw_schema is not raw:
-            return original(case, session=session, **kwargs)
-        own = session is None
-        session = SameHostRedirectsSession() if own else session
+    def init(session: requests.Session) -> None:
+        requests.Session.__init__(session)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        try:
-            return original(case, session=session, **kwargs)
-        finally:
-            if own:
-                session.close()
 
-    REQUESTS_TRANSPORT.send = send  # type: ignore[method-assign]
+    SameHostRedirectsSession.__init__ = init  # type: ignore[method-assign,assignment]
     try:
-        yield
+        yield adapter
     finally:
-        del REQUESTS_TRANSPORT.send  # the class's method again
+        del SameHostRedirectsSession.__init__  # requests.Session's again
         adapter.close()
 
 
 # -- running and reporting -------------------------------------------------------------------
 
 
-def _execute(ctx: Context, schema: BaseSchema) -> None:
+def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
+    """Run schemathesis' engine and tally its checks until the suite's time is up.
+
+    Events come per scenario, which may last long, so a timer ends the suite on time: it closes
+    the transport (new requests are refused at once, so the running scenario ends quickly and
+    still reports the checks it made), and the stream is stopped at the next scenario's end, or
+    WIND_DOWN seconds later (the running scenario's checks are then lost).
+    """
     from schemathesis.engine import events, from_schema  # noqa: PLC0415
 
-    started = _now()
     # the default run gives schemathesis a share of the 60 s; --max-examples above it, the rest
     share = MAX_TIME if ctx.settings.max_examples <= DEFAULT_EXAMPLES else float("inf")
     stream = from_schema(schema).execute()
-    for event in stream:
-        if ctx.client.stopped or ctx.out_of_time() or _now() - started > share:
-            stream.stop()
-        if isinstance(event, events.ScenarioFinished):
-            _record(ctx, event.recorder)
-        elif isinstance(event, events.Interrupted):
-            raise KeyboardInterrupt  # schemathesis swallows Ctrl-C; the runner must clean up
-        elif isinstance(event, events.FatalError):
-            raise RuntimeError(f"schemathesis: {event.exception}")
+
+    timers: list[threading.Timer] = []
+
+    def later(seconds: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(max(0.0, seconds), action)
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    def close() -> None:
+        adapter.closed = True
+        later(WIND_DOWN, stream.stop)
+
+    later(min(ctx.deadline - _now(), share), close)
+    try:
+        for event in stream:
+            if isinstance(event, events.ScenarioFinished):
+                _record(ctx, event.recorder)
+                if adapter.closed:
+                    stream.stop()
+            elif isinstance(event, events.Interrupted) and ctx.client.interrupted:
+                # schemathesis swallows Ctrl-C/SIGTERM; the runner must clean up (its own stop,
+                # on time or budget, is no interruption)
+                raise KeyboardInterrupt
+            elif isinstance(event, events.FatalError):
+                raise RuntimeError(f"schemathesis: {event.exception}")
+            if ctx.client.stopped:
+                stream.stop()
+    finally:
+        for timer in timers:
+            timer.cancel()
+        adapter.closed = True
+        stream.stop()  # also when leaving early: its workers send nothing more
     if ctx.client.stopped:  # --max-requests or the run's time: an error of the run
         raise ctx.client.stopped
 
