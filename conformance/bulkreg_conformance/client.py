@@ -251,7 +251,7 @@ class _Watch:
         self.by_run = by_run  # the deadline is the run's, not the request's own timeout
         self.conns: list[Any] = []
         self.fired = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # fire() may run in a signal handler inside add()
         self._timer = threading.Timer(seconds, self.fire)
         self._timer.daemon = True
 
@@ -379,6 +379,16 @@ def _read_capped(response: requests.Response, watch: _Watch) -> None:
         response.close()  # the rest stays unread: the connection goes with it
 
 
+_CAUSES = (  # what a connection failure's text says -> (kind, short reason)
+    (r"Connection refused", "connect", "connection refused"),
+    (r"Name or service not known|nodename nor servname|Temporary failure in name resolution|"
+     r"getaddrinfo failed|No address associated", "connect", "host name not found"),
+    (r"Network is unreachable|No route to host", "connect", "network unreachable"),
+    (r"Connection reset|RemoteDisconnected|Connection aborted", "other",
+     "connection closed by the endpoint"),
+)
+
+
 def _kind(exc: requests.RequestException) -> tuple[str, str]:
     """(kind, short reason) of a transport failure, for one-line messages."""
     text = str(exc)
@@ -390,16 +400,9 @@ def _kind(exc: requests.RequestException) -> tuple[str, str]:
         return "other", "TLS handshake failed"
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout", "timed out"
-    for pattern, reason in ((r"Connection refused", "connection refused"),
-                            (r"Name or service not known|nodename nor servname|Temporary failure "
-                             r"in name resolution|getaddrinfo failed|No address associated",
-                             "host name not found"),
-                            (r"Network is unreachable|No route to host", "network unreachable"),
-                            (r"Connection reset|RemoteDisconnected|Connection aborted",
-                             "connection closed by the endpoint")):
+    for pattern, kind, reason in _CAUSES:
         if re.search(pattern, text):
-            return ("connect" if reason != "connection closed by the endpoint" else "other",
-                    reason)
+            return kind, reason
     return "other", type(exc).__name__
 
 
@@ -693,7 +696,8 @@ class Client:
                                          verify=self.verify, allow_redirects=False)
         except RequestDeadline as exc:
             if exc.by_run:
-                raise OutOfTime(f"{where}: cut when the run's time ran out (no complete answer "
+                whose = "the cleanup's" if self.cleaning else "the run's"
+                raise OutOfTime(f"{where}: cut when {whose} time ran out (no complete answer "
                                 f"within {exc.seconds:.1f} s)") from None
             raise EndpointUnreachable(f"{where}: no complete answer within {exc.seconds:.1f} s",
                                       "timeout", f"no complete answer within "
