@@ -24,6 +24,8 @@ from __future__ import annotations
 import _socket
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import json
 import re
 import shlex
@@ -248,18 +250,18 @@ class _Watch:
 
     def __init__(self, seconds: float, by_run: bool) -> None:
         self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
         self.by_run = by_run  # the deadline is the run's, not the request's own timeout
         self.conns: list[Any] = []
         self.fired = threading.Event()
+        self.done = False  # the request ended: nothing left to cut
         self._lock = threading.RLock()  # fire() may run in a signal handler inside add()
-        self._timer = threading.Timer(seconds, self.fire)
-        self._timer.daemon = True
 
     def start(self) -> None:
-        self._timer.start()
+        _WATCHDOG.watch(self)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self.done = True
 
     def add(self, conn: Any) -> None:
         with self._lock:
@@ -280,6 +282,47 @@ class _Watch:
                     _socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+class _Watchdog:
+    """One daemon thread that fires every watch whose deadline passed (a thread per request
+    would cost more than many requests do)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._serial = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watch: _Watch) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (watch.deadline, next(self._serial), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="bulkreg-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is watch:  # a new earliest deadline: wake up for it
+                self._cond.notify()
+
+    def _due(self) -> list[_Watch]:
+        now = time.monotonic()
+        due = []
+        while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+            watch = heapq.heappop(self._heap)[2]
+            if not watch.done:
+                due.append(watch)
+        return due
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+                if not due:
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                    continue
+            for watch in due:
+                watch.fire()
+
+
+_WATCHDOG = _Watchdog()
 _current = threading.local()  # the _Watch of the request this thread is sending
 
 
