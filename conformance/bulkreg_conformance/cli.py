@@ -190,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     _write(result, args, secrets)
     print(report.summary(result, secrets))
-    sys.stdout.flush()
     return _exit_code(result)
 
 
