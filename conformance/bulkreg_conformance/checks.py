@@ -147,6 +147,9 @@ class Failure:
     rule: str | None = None
     replay: dict[str, Any] | None = None  # what --replay needs (set by the context)
 
+    def __post_init__(self) -> None:  # a failure keeps at most KEEP_BYTES of each body
+        self.exchanges = [e.kept() for e in self.exchanges]
+
     def verdict(self, strict: bool) -> str:
         return verdict(self.evidence, strict)
 

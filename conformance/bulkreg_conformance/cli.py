@@ -2,8 +2,10 @@
 
 Thin: parse arguments, build :class:`~bulkreg_conformance.runner.Settings`, run, report. Exit 0
 when the endpoint conforms, 1 on failures (deviations too with ``--strict``), 2 on a usage error
-or an unreachable endpoint. The connection string may come from ``BULKREG_CONNECTION_STRING`` so it
-stays out of shell history and CI logs.
+or an endpoint that cannot be tested (unreachable, untrusted certificate, token refused: one
+line). The endpoint and connection string may come from ``BULKREG_ENDPOINT`` and
+``BULKREG_CONNECTION_STRING``, so the key stays out of shell history and CI logs; the
+connection string alone, without an endpoint, is ignored (the built-in hub makes its own).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -31,10 +34,14 @@ def parser() -> argparse.ArgumentParser:
         description="Test an IoT Hub bulk registry endpoint against the contract. Without "
                     "--endpoint, starts the built-in reference hub on 127.0.0.1 and tests it "
                     "over real HTTP.")
-    p.add_argument("--endpoint", metavar="URL", help="base URL of the hub, gateway or mock")
+    p.add_argument("--endpoint", metavar="URL",
+                   help="base URL of the hub, gateway or mock (default: $BULKREG_ENDPOINT)")
     p.add_argument("--connection-string", metavar="CS",
                    help="service connection string (default: $BULKREG_CONNECTION_STRING); its "
                         "HostName is what tokens are signed for")
+    p.add_argument("--ca-cert", metavar="FILE",
+                   help="trust the CA certificate(s) in FILE (PEM) for an https endpoint "
+                        "(default: the system's, or $REQUESTS_CA_BUNDLE)")
     p.add_argument("--suite", default=",".join(SUITES),
                    help=f"comma-separated suites (default: {','.join(SUITES)})")
     p.add_argument("--max-examples", type=int, default=25, metavar="N",
@@ -70,11 +77,16 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name)
         if value is not None and not value > 0:  # also refuses NaN
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
-    cs = args.connection_string or os.environ.get("BULKREG_CONNECTION_STRING")
-    if args.endpoint and not cs:
-        raise ValueError("--endpoint needs --connection-string or BULKREG_CONNECTION_STRING")
-    if cs and not args.endpoint:
+    endpoint = args.endpoint or os.environ.get("BULKREG_ENDPOINT") or None
+    cs = args.connection_string or (os.environ.get("BULKREG_CONNECTION_STRING") if endpoint
+                                    else None)
+    if endpoint and not cs:
+        raise ValueError(("--endpoint" if args.endpoint else "BULKREG_ENDPOINT")
+                         + " needs --connection-string or BULKREG_CONNECTION_STRING")
+    if args.connection_string and not endpoint:
         raise ValueError("--connection-string needs --endpoint (the built-in hub makes its own)")
+    if args.ca_cert and not Path(args.ca_cert).is_file():
+        raise ValueError(f"--ca-cert {args.ca_cert}: no such file")
     replay = None
     prefix = args.prefix
     if args.replay:
@@ -84,10 +96,18 @@ def _settings(args: argparse.Namespace) -> Settings:
             raise ValueError(f"cannot read replay file {args.replay}: {exc}") from None
         if not isinstance(replay, dict) or "payload" not in replay:
             raise ValueError(f"{args.replay} is not a bulkreg replay file")
-    return Settings(endpoint=args.endpoint, connection_string=cs, suites=suites,
+    return Settings(endpoint=endpoint, connection_string=cs, suites=suites,
                     max_examples=args.max_examples, seed=args.seed, strict=args.strict,
                     prefix=prefix, rate_limit=args.rate_limit, max_requests=args.max_requests,
-                    time_budget=args.time_budget, replay=replay)
+                    time_budget=args.time_budget, replay=replay, ca_cert=args.ca_cert)
+
+
+def _notices(settings: Settings) -> list[str]:
+    """What the run did with the environment that the user may not expect (one line each)."""
+    if settings.endpoint is None and os.environ.get("BULKREG_CONNECTION_STRING"):
+        return ["BULKREG_CONNECTION_STRING is ignored: no --endpoint (or BULKREG_ENDPOINT) was "
+                "given, so the built-in reference hub is tested"]
+    return []
 
 
 class LiveProgress:
@@ -152,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.print_usage(sys.stderr)
         print(f"bulkreg conform: error: {exc}", file=sys.stderr)
         return 2
+    for notice in _notices(settings):
+        print(f"bulkreg conform: {notice}", file=sys.stderr)
     secrets = _secrets(settings)
     try:
         live = _progress(sys.stderr)
@@ -180,7 +202,21 @@ def _write(result: Result, args: argparse.Namespace, secrets: tuple[str, ...]) -
                                      if args.report_json else None)
     if replay_dir and result.failures:
         for path in report.write_replays(result, replay_dir, secrets):
-            print(f"replay: bulkreg conform --replay {path}", file=sys.stderr)
+            print(f"replay: {_replay_command(result, path)}", file=sys.stderr)
+        if not result.builtin and not os.environ.get("BULKREG_CONNECTION_STRING"):
+            print("replay: export BULKREG_CONNECTION_STRING first (replay commands never carry "
+                  "the key)", file=sys.stderr)
+
+
+def _replay_command(result: Result, path: Path) -> str:
+    """``bulkreg conform --replay FILE`` as it must be run: the endpoint (and CA) included, the
+    connection string left to the environment."""
+    words = ["bulkreg", "conform"]
+    if not result.builtin:
+        words += ["--endpoint", result.endpoint]
+    if result.settings.ca_cert:
+        words += ["--ca-cert", result.settings.ca_cert]
+    return shlex.join([*words, "--replay", str(path)])
 
 
 def _exit_code(result: Result) -> int:

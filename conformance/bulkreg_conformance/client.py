@@ -7,17 +7,29 @@ It owns the live-safety rails that do not depend on what is being tested:
   gateway, proxy or mock on 127.0.0.1 can stand in for ``<hub>.azure-devices.net``);
 - the **prefix guard**: a request that would read, change or delete a device id outside the run's
   prefix raises :class:`PrefixViolation` before anything is sent;
-- retries on 429/503 honouring ``Retry-After`` within a bounded time budget, timeouts, a request
-  rate limit and a cap on the number of requests;
-- a record of every exchange with the ``Authorization`` value redacted: keys, signatures and
-  connection strings never reach an :class:`Exchange`, a log line or a report.
+- the **transport** (:class:`RailsAdapter`, also mounted on schemathesis' sessions): every request
+  is counted against ``--max-requests`` (cleanup included; the suites leave room for the cleanup
+  of what they touched), waits for the rate limit, and has one total deadline for connect,
+  headers and body (a watchdog shuts the socket down at the deadline, so an endpoint that drips
+  one byte a second is cut); no request outlives the run's deadline (:attr:`Client.deadline`);
+  response bodies are read up to :data:`READ_CAP` and the rest is never read;
+- retries on 429/503 honouring ``Retry-After`` within a bounded time budget;
+- a record of every exchange with the ``Authorization`` value dropped and every form of the run's
+  key, tokens and signatures scrubbed from what the endpoint answered (:mod:`.redact`): they
+  never reach an :class:`Exchange`, a log line or a report.
 """
 
 from __future__ import annotations
 
+import _socket
+import contextlib
+import dataclasses
+import heapq
+import itertools
 import json
 import re
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,29 +39,41 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 import bulkreg_schema
 
 from . import sas  # shared with the hub, so both sign and verify alike
+from .redact import REDACTED, Redactor, secrets_of_token
 
 __all__ = [
     "AUTH_PLACEHOLDER",
     "ID_PATTERN",
+    "KEEP_BYTES",
+    "READ_CAP",
     "BudgetExceeded",
+    "CleanupStopped",
     "Client",
     "ClientError",
     "EndpointUnreachable",
     "Exchange",
+    "OutOfTime",
     "PrefixViolation",
+    "RailsAdapter",
     "Unset",
 ]
 
 # The id pattern the hub accepts (facts §2.1); ids outside it cannot name a stored device.
 ID_PATTERN = bulkreg_schema.contract().id_pattern
 AUTH_PLACEHOLDER = "$SAS"  # what reproducers show instead of a token
-_REDACTED = "<redacted>"
+KEEP_BYTES = 64 * 1024  # of a response body kept in failures and reports
+READ_CAP = 1024 * 1024  # of a response body read at all; the rest stays on the wire
+CONNECT_SECONDS = 5.0
+_REDACTED = REDACTED
 _RETRY_STATUSES = frozenset({429, 503})
 _ID_IN_TEXT = re.compile(rb'"id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_CHUNK = 64 * 1024
 
 
 class ClientError(Exception):
@@ -64,8 +88,28 @@ class BudgetExceeded(ClientError):
     """The run reached --max-requests."""
 
 
+class OutOfTime(BudgetExceeded):
+    """The run's (or its cleanup's) time ran out: the request was not sent, or was cut."""
+
+
 class EndpointUnreachable(ClientError):
-    """The endpoint did not answer (connection refused, DNS, TLS, timeouts past the budget)."""
+    """The endpoint did not answer (connection refused, DNS, TLS, no answer within the deadline).
+
+    ``kind`` is ``tls``, ``connect``, ``timeout`` or ``other``; ``reason`` a short cause.
+    """
+
+    def __init__(self, message: str, kind: str = "other", reason: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason
+
+
+class CleanupStopped(ClientError):
+    """Cleanup could not finish; ``remaining`` are the ids not confirmed gone."""
+
+    def __init__(self, message: str, remaining: list[str]) -> None:
+        super().__init__(message)
+        self.remaining = remaining
 
 
 class _UnsetType:
@@ -89,6 +133,15 @@ class Exchange:
     response_body: bytes
     elapsed: float
     auth: str = "sas"  # what the Authorization header was: sas | none | a test's label
+    truncated: bool = False  # response_body is only the start of what the endpoint sent
+    size: int | None = None  # the response body's full size in bytes, when known
+
+    def kept(self, limit: int = KEEP_BYTES) -> Exchange:
+        """This exchange with at most ``limit`` bytes of response body (what failures keep)."""
+        if len(self.response_body) <= limit:
+            return self
+        return dataclasses.replace(self, response_body=self.response_body[:limit],
+                                   truncated=True, size=self.size or len(self.response_body))
 
     def json(self) -> Any:
         """The response body as JSON, or None when it is not JSON."""
@@ -126,7 +179,9 @@ class Exchange:
             "response": {
                 "status": self.status,
                 "headers": self.response_headers,
-                "body": self.response_body.decode("utf-8", "replace"),
+                "body": self.response_body[:KEEP_BYTES].decode("utf-8", "replace"),
+                "truncated": self.truncated or len(self.response_body) > KEEP_BYTES,
+                "size": self.size if self.size is not None else len(self.response_body),
             },
             "elapsed": round(self.elapsed, 4),
             "curl": self.curl(),
@@ -139,7 +194,7 @@ class _Limits:
     max_requests: int | None = None
     retry_budget: float = 30.0  # seconds a run may spend waiting on 429/503 in total
     max_attempts: int = 4
-    timeout: tuple[float, float] = (5.0, 30.0)  # connect, read
+    timeout: float = 30.0  # seconds per request in total: connect, headers and body
 
 
 @dataclass
@@ -186,6 +241,214 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+# -- the transport: deadlines, counting, capped reads ----------------------------------------
+
+
+class _Watch:
+    """One request in flight: at its deadline (or on :meth:`fire`) its sockets are shut down, so
+    a blocked read returns at once whatever the endpoint does."""
+
+    def __init__(self, seconds: float, by_run: bool) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.by_run = by_run  # the deadline is the run's, not the request's own timeout
+        self.conns: list[Any] = []
+        self.fired = threading.Event()
+        self.done = False  # the request ended: nothing left to cut
+        self._lock = threading.RLock()  # fire() may run in a signal handler inside add()
+
+    def start(self) -> None:
+        _WATCHDOG.watch(self)
+
+    def cancel(self) -> None:
+        self.done = True
+
+    def add(self, conn: Any) -> None:
+        with self._lock:
+            self.conns.append(conn)
+        if self.fired.is_set():
+            self.fire()
+
+    def fire(self) -> None:
+        self.fired.set()
+        with self._lock:
+            conns = list(self.conns)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                # the C-level shutdown: SSLSocket.shutdown would also drop its TLS state under
+                # the reading thread's feet
+                with contextlib.suppress(OSError):
+                    _socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread that fires every watch whose deadline passed (a thread per request
+    would cost more than many requests do)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._serial = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watch: _Watch) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (watch.deadline, next(self._serial), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="bulkreg-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is watch:  # a new earliest deadline: wake up for it
+                self._cond.notify()
+
+    def _due(self) -> list[_Watch]:
+        now = time.monotonic()
+        due = []
+        while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+            watch = heapq.heappop(self._heap)[2]
+            if not watch.done:
+                due.append(watch)
+        return due
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+                if not due:
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                    continue
+            for watch in due:
+                watch.fire()
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the _Watch of the request this thread is sending
+
+
+def _watched(conn: Any) -> Any:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.add(conn)
+    return conn
+
+
+class _WatchedPool(HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _watched(super()._get_conn(timeout))
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _watched(super()._get_conn(timeout))
+
+
+class RequestDeadline(requests.exceptions.ReadTimeout):
+    """No complete answer before the deadline (a Timeout, so schemathesis treats it as one)."""
+
+    def __init__(self, watch: _Watch, **kwargs: Any) -> None:
+        # shaped like requests' own ReadTimeout: schemathesis reads the duration out of it
+        cause = Exception(f"no complete answer within the deadline (read timeout="
+                          f"{watch.seconds:.1f})")
+        super().__init__(cause, **kwargs)
+        self.seconds = watch.seconds
+        self.by_run = watch.by_run
+
+
+class RailsAdapter(HTTPAdapter):
+    """A requests transport that applies the client's rails to every request it sends: count
+    and rate limit (:meth:`Client.admit`), one total deadline, a capped body read.
+
+    The body is read here (whatever ``stream`` asks) up to :data:`READ_CAP`; a longer answer is
+    cut there, its connection dropped, and the response marked ``bulkreg_truncated``.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.closed = False  # set: refuse every new request (a suite's time is up)
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedPool,
+                                                   "https": _WatchedHTTPSPool}
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, verify: bool | str = True, cert: Any = None,
+             proxies: Any = None) -> requests.Response:
+        client = self._client
+        if self.closed:
+            raise OutOfTime("this suite's time is up: not sent")
+        client.admit()
+        seconds, by_run = client.time_left()
+        watch = _Watch(seconds, by_run)
+        with client.in_flight(watch):
+            _current.watch = watch
+            watch.start()
+            try:
+                response = super().send(request, stream=True,
+                                        timeout=(min(CONNECT_SECONDS, seconds), seconds),
+                                        verify=verify, cert=cert, proxies=proxies)
+                _read_capped(response, watch)
+            except requests.RequestException as exc:
+                if watch.fired.is_set():
+                    raise RequestDeadline(watch, request=request) from exc
+                raise
+            finally:
+                watch.cancel()
+                _current.watch = None
+        return response
+
+
+def _read_capped(response: requests.Response, watch: _Watch) -> None:
+    """Read the body into ``response`` up to READ_CAP; past it, stop and drop the connection."""
+    chunks: list[bytes] = []
+    size = 0
+    truncated = False
+    for chunk in response.iter_content(_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > READ_CAP:
+            truncated = True
+            break
+    if watch.fired.is_set():  # the socket was shut down mid-body: what came is not the answer
+        response.close()
+        raise requests.exceptions.ConnectionError("cut at the deadline",
+                                                  request=response.request)
+    response._content = b"".join(chunks)[:READ_CAP]
+    response._content_consumed = True
+    response.bulkreg_truncated = truncated  # type: ignore[attr-defined]
+    if truncated:
+        response.close()  # the rest stays unread: the connection goes with it
+
+
+_CAUSES = (  # what a connection failure's text says -> (kind, short reason)
+    (r"Connection refused", "connect", "connection refused"),
+    (r"Name or service not known|nodename nor servname|Temporary failure in name resolution|"
+     r"getaddrinfo failed|No address associated", "connect", "host name not found"),
+    (r"Network is unreachable|No route to host", "connect", "network unreachable"),
+    (r"Connection reset|RemoteDisconnected|Connection aborted", "other",
+     "connection closed by the endpoint"),
+)
+
+
+def _kind(exc: requests.RequestException) -> tuple[str, str]:
+    """(kind, short reason) of a transport failure, for one-line messages."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        match = re.search(r"certificate verify failed: ([^(\])'\"]+)", text)
+        if match or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "tls", ("certificate verify failed: " + match.group(1).strip() if match
+                           else "certificate verify failed")
+        return "other", "TLS handshake failed"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout", "timed out"
+    for pattern, kind, reason in _CAUSES:
+        if re.search(pattern, text):
+            return kind, reason
+    return "other", type(exc).__name__
+
+
 class Client:
     """Talks to one endpoint on behalf of one run; see the module docstring for the rails."""
 
@@ -201,6 +464,7 @@ class Client:
         retry_budget: float = 30.0,
         timeout: float = 30.0,
         token_ttl: int = 3600,
+        ca_cert: str | None = None,
         on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         if not prefix or not ID_PATTERN.match(prefix) or len(prefix) > 64:
@@ -211,38 +475,44 @@ class Client:
         try:
             self._cs = sas.parse_connection_string(connection_string)
         except Exception as exc:  # the parser's own message, without echoing the string
-            raise ClientError(f"invalid connection string: {_scrub(str(exc), connection_string)}"
-                              ) from None
+            raise ClientError("invalid connection string: "
+                              + Redactor([connection_string]).text(str(exc))) from None
         self.endpoint = endpoint.rstrip("/")
         self.prefix = prefix
         self.api_version = api_version
         self.host_name: str = self._cs.host_name
-        self._limits = _Limits(rate_limit, max_requests, retry_budget,
-                               timeout=(min(5.0, timeout), timeout))
+        # --ca-cert wins over REQUESTS_CA_BUNDLE; True lets requests read that variable
+        self.verify: bool | str = ca_cert or True
+        self._limits = _Limits(rate_limit, max_requests, retry_budget, timeout=timeout)
         self._counters = _Counters()
         self._token_ttl = token_ttl
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
-        self._session = requests.Session()
+        self.redactor = Redactor([self._cs.key, connection_string])
+        self._session = self.new_session()
         self._on_exchange = on_exchange
+        self._in_flight: set[_Watch] = set()
         self.touched: set[str] = set()  # prefix ids sent in requests that may have changed state
         self.exchanges = 0
+        self.deadline: float | None = None  # time.monotonic() past which no request may run
+        self.cleaning = False  # cleanup may use the requests the suites left for it
+        self.stopped: BudgetExceeded | None = None  # why admit() last refused a request
+        self.interrupted = False
+        self._per_device = 0.0  # cleanup seconds earned per device confirmed gone
 
     # -- secrets ---------------------------------------------------------------------------
 
     def secrets(self) -> tuple[str, ...]:
-        """Strings that must never appear in output (for reporters' last-line scrubbing)."""
-        out = [self._cs.key]
-        if self._token:
-            out.append(self._token[0])
-        return tuple(s for s in out if s)
+        """Strings that must never appear in output, in any form (for the reporters)."""
+        return self.redactor.secrets
 
     def token(self) -> str:
         """A valid SAS token, re-signed when less than a tenth of its lifetime is left."""
         now = time.time()
         if self._token is None or self._token[1] - now < self._token_ttl / 10:
             token = sas.generate_token(self.host_name, self._cs.key_name, self._cs.key,
-                                             ttl=self._token_ttl)
+                                       ttl=self._token_ttl)
+            self.redactor.add(*secrets_of_token(token))
             self._token = (token, now + self._token_ttl)
         return self._token[0]
 
@@ -252,6 +522,7 @@ class Client:
         result: str = sas.generate_token(
             resource or self.host_name, key_name or self._cs.key_name, key or self._cs.key,
             ttl=ttl, now=now)
+        self.redactor.add(*secrets_of_token(result))
         return result
 
     # -- guard -----------------------------------------------------------------------------
@@ -263,7 +534,7 @@ class Client:
                     f"refusing to send a request naming device {device_id!r}: outside the run's "
                     f"prefix {self.prefix!r}")
 
-    # -- requests --------------------------------------------------------------------------
+    # -- budgets ---------------------------------------------------------------------------
 
     @property
     def sent(self) -> int:
@@ -272,6 +543,87 @@ class Client:
     @property
     def waited(self) -> float:
         return self._counters.waited
+
+    def cleanup_cost(self) -> int:
+        """Requests the cleanup of every touched id needs: bulk deletes and a read-back each."""
+        touched = len(self.touched)
+        return -(-touched // bulkreg_schema.contract().max_entries) + touched
+
+    def admit(self) -> None:
+        """Count one request about to be sent, after waiting for the rate limit.
+
+        Raises :class:`BudgetExceeded` when it would leave too few of ``--max-requests`` for the
+        cleanup of what the run touched (the cleanup itself may use them all), and
+        :class:`OutOfTime` past :attr:`deadline`. The transport calls this for every request,
+        schemathesis' included.
+        """
+        with self._lock:
+            limit = self._limits.max_requests
+            reserve = 0 if self.cleaning else self.cleanup_cost()
+            if limit is not None and self._counters.sent + 1 + reserve > limit:
+                kept = f" ({reserve} kept for cleanup)" if reserve else ""
+                self.stopped = BudgetExceeded(f"--max-requests {limit} reached{kept}")
+                raise self.stopped
+            if self._limits.rate_limit:
+                gap = 1.0 / self._limits.rate_limit
+                delay = self._counters.last_sent + gap - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if self.interrupted and not self.cleaning:
+                raise OutOfTime("interrupted")
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.stopped = OutOfTime("the run's time is spent" if not self.cleaning else
+                                         "the cleanup's time is spent")
+                raise self.stopped
+            self._counters.last_sent = time.monotonic()
+            self._counters.sent += 1
+
+    def time_left(self) -> tuple[float, bool]:
+        """Seconds the next request may take in total, and whether the run's deadline (not the
+        request's own timeout) sets them."""
+        own = self._limits.timeout
+        if self.deadline is None:
+            return own, False
+        left = self.deadline - time.monotonic()
+        return (max(left, 0.01), True) if left < own else (own, False)
+
+    @contextlib.contextmanager
+    def in_flight(self, watch: _Watch) -> Any:
+        with self._lock:
+            self._in_flight.add(watch)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight.discard(watch)
+
+    def interrupt(self) -> None:
+        """Cut every request in flight now, and refuse new ones until the cleanup begins (a
+        signal handler calls this; other threads, schemathesis' workers, may be sending)."""
+        self.interrupted = True
+        for watch in list(self._in_flight):
+            watch.fire()
+
+    def begin_cleanup(self, seconds: float, per_request: float | None = None,
+                      per_device: float = 0.0) -> None:
+        """From now on: cleanup requests, which may use the reserve, all within ``seconds``
+        (each within ``per_request``); every device confirmed gone adds ``per_device`` seconds,
+        so a long cleanup that makes progress goes on and one that does not ends."""
+        self.cleaning = True
+        self.deadline = time.monotonic() + seconds
+        self._per_device = per_device
+        if per_request is not None:
+            self._limits.timeout = min(self._limits.timeout, per_request)
+
+    def new_session(self) -> requests.Session:
+        """A requests session whose every request goes through this client's rails."""
+        session = requests.Session()
+        adapter = RailsAdapter(self)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    # -- requests --------------------------------------------------------------------------
 
     def bulk(self, body: bytes | str | list[Any], *, auth: Any = Unset,
              api_version: str | None = None, headers: dict[str, str] | None = None,
@@ -286,12 +638,16 @@ class Client:
         # before sending: a Ctrl-C or a timeout while the request is in flight must not let a
         # device the endpoint did create escape cleanup
         self.touched |= new
+        before = self.sent
         try:
             return self.request("POST", "/devices", body=data, auth=auth,
                                 api_version=api_version, headers=headers)
+        except BudgetExceeded:
+            if self.sent == before:
+                self.touched -= new  # never sent: nothing to clean up
+            raise
         except EndpointUnreachable as exc:
-            if isinstance(exc.__context__, requests.ConnectionError) and \
-                    "NewConnectionError" in str(exc):
+            if exc.kind == "connect" and "refused" in exc.reason:
                 self.touched -= new  # refused before a byte was sent: nothing to clean up
             raise
 
@@ -312,8 +668,12 @@ class Client:
 
     def request(self, method: str, path: str, *, body: bytes = b"", auth: Any = Unset,
                 api_version: str | None = None, headers: dict[str, str] | None = None,
-                capped: bool = True) -> Exchange:
-        """Send one request (with retries on 429/503) and record it; never raises for a status."""
+                keep_body: bool = True) -> Exchange:
+        """Send one request (with retries on 429/503) and record it; never raises for a status.
+
+        ``keep_body=False``: only the status matters (the cleanup's read-backs); the recorded
+        exchange has an empty response body, and no time goes into scrubbing it.
+        """
         version = self.api_version if api_version is None else api_version
         query = f"?api-version={quote(version, safe='')}" if version else ""
         url = f"{self.endpoint}{path}{query}"
@@ -327,68 +687,74 @@ class Client:
         elif auth is not None:
             label, value = auth if isinstance(auth, tuple) else ("custom", auth)
             sent_headers["Authorization"], auth_label = value, label
-        response, elapsed = self._send_with_retries(method, url, body, sent_headers, capped)
-        recorded = {k: (_REDACTED if k.lower() == "authorization" else v)
-                    for k, v in sent_headers.items()}
-        exchange = Exchange(method, url, recorded, body, response.status_code,
-                            dict(response.headers), response.content, elapsed, auth_label)
+        response, elapsed = self._send_with_retries(method, url, body, sent_headers)
+        exchange = self._record(method, url, sent_headers, body, response, elapsed, auth_label,
+                                keep_body)
         self.exchanges += 1
         if self._on_exchange:
             self._on_exchange(exchange)
         return exchange
 
-    def _send_with_retries(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                           capped: bool) -> tuple[requests.Response, float]:
+    def _record(self, method: str, url: str, sent_headers: dict[str, str], body: bytes,
+                response: requests.Response, elapsed: float, auth_label: str,
+                keep_body: bool) -> Exchange:
+        """The exchange as it may be kept: no Authorization value, secrets scrubbed."""
+        scrub = self.redactor.text
+        recorded = {k: (_REDACTED if k.lower() == "authorization" else scrub(v))
+                    for k, v in sent_headers.items()}
+        answered = {scrub(k): scrub(v) for k, v in response.headers.items()}
+        content = response.content if keep_body else b""
+        truncated = bool(getattr(response, "bulkreg_truncated", False)) or not keep_body
+        size = None if truncated else len(content)
+        with contextlib.suppress(ValueError):
+            size = int(response.headers.get("Content-Length", "")) if truncated else size
+        return Exchange(method, url, recorded, self.redactor.bytes(body), response.status_code,
+                        answered, self.redactor.bytes(content), elapsed, auth_label,
+                        truncated, size)
+
+    def _send_with_retries(self, method: str, url: str, body: bytes,
+                           headers: dict[str, str]) -> tuple[requests.Response, float]:
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
-            response = self._send_once(method, url, body, headers, capped)
+            response = self._send_once(method, url, body, headers)
             elapsed = time.monotonic() - started
             if response.status_code not in _RETRY_STATUSES or attempt >= self._limits.max_attempts:
                 return response, elapsed
             wait = _retry_after(response.headers.get("Retry-After"))
             wait = min(2.0 ** (attempt - 1) * 0.5, 8.0) if wait is None else wait
-            if self._counters.waited + wait > self._limits.retry_budget:
+            if self._counters.waited + wait > self._limits.retry_budget or (
+                    self.deadline is not None and time.monotonic() + wait >= self.deadline):
                 return response, elapsed  # out of patience: the caller sees the 429/503
             self._counters.waited += wait
             self._counters.retried += 1
             time.sleep(wait)
 
-    def admit(self, capped: bool = True) -> None:
-        """Count one request about to be sent, after waiting for the rate limit.
-
-        Raises :class:`BudgetExceeded` past ``--max-requests``. Requests sent by other tools on
-        the run's behalf (schemathesis) call this too, so the rails hold for them as well.
-        """
-        with self._lock:
-            if capped and self._limits.max_requests is not None and \
-                    self._counters.sent >= self._limits.max_requests:
-                raise BudgetExceeded(f"--max-requests {self._limits.max_requests} reached")
-            if self._limits.rate_limit:
-                gap = 1.0 / self._limits.rate_limit
-                delay = self._counters.last_sent + gap - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self._counters.last_sent = time.monotonic()
-            self._counters.sent += 1
-
-    def _send_once(self, method: str, url: str, body: bytes, headers: dict[str, str],
-                   capped: bool) -> requests.Response:
-        self.admit(capped)
+    def _send_once(self, method: str, url: str, body: bytes,
+                   headers: dict[str, str]) -> requests.Response:
+        where = f"{method} {url.split('?', maxsplit=1)[0]}"
         try:
             return self._session.request(method, url, data=body or None, headers=headers,
-                                         timeout=self._limits.timeout, allow_redirects=False)
+                                         verify=self.verify, allow_redirects=False)
+        except RequestDeadline as exc:
+            if exc.by_run:
+                whose = "the cleanup's" if self.cleaning else "the run's"
+                raise OutOfTime(f"{where}: cut when {whose} time ran out (no complete answer "
+                                f"within {exc.seconds:.1f} s)") from None
+            raise EndpointUnreachable(f"{where}: no complete answer within {exc.seconds:.1f} s",
+                                      "timeout", f"no complete answer within "
+                                      f"{exc.seconds:.0f} s") from None
         except requests.RequestException as exc:
-            raise EndpointUnreachable(
-                f"{method} {url.split('?', maxsplit=1)[0]}: {type(exc).__name__}: "
-                f"{_scrub(str(exc), *self.secrets())}") from None
+            kind, reason = _kind(exc)
+            raise EndpointUnreachable(f"{where}: {type(exc).__name__}: "
+                                      f"{self.redactor.text(str(exc))}", kind, reason) from None
         except BaseException:
             # Ctrl-C mid-request can leave half a request on a kept-alive connection; the
             # cleanup that follows must not write its requests after it (the endpoint would
             # read them as the rest of that body and both sides would wait): new connections.
             self._session.close()
-            self._session = requests.Session()
+            self._session = self.new_session()
             raise
 
     def close(self) -> None:
@@ -400,30 +766,48 @@ class Client:
         """Delete every device this run may have created; returns the ids still present (leaks).
 
         Bulk deletes of up to 100 valid ids first (cheap on a throttled hub), then a per-id
-        DELETE for whatever still reads back, then a last read-back. Cleanup requests are counted
-        but never stopped by --max-requests: leaving devices behind is worse.
+        DELETE for whatever still reads back, then a last read-back. Cleanup requests count
+        against --max-requests and the cleanup's deadline like any other: when one is refused
+        or gets no answer, :class:`CleanupStopped` lists every id not confirmed gone.
         """
         wanted = sorted(set(self.touched if ids is None else ids))
         self.check_ids(wanted)
+        pending = set(wanted)  # not confirmed gone
+        try:
+            return self._cleanup(wanted, pending)
+        except ClientError as exc:
+            raise CleanupStopped(str(exc), sorted(pending)) from None
+        except KeyboardInterrupt:  # a second Ctrl-C: stop, and say what may be left
+            raise CleanupStopped("interrupted", sorted(pending)) from None
+
+    def _cleanup(self, wanted: list[str], pending: set[str]) -> list[str]:
         valid = [i for i in wanted if ID_PATTERN.match(i)]
         suspects = [i for i in wanted if not ID_PATTERN.match(i)]
         per_call = bulkreg_schema.contract().max_entries
         for start in range(0, len(valid), per_call):
             chunk = valid[start:start + per_call]
             body = json.dumps([{"id": i, "importMode": "delete"} for i in chunk]).encode()
-            suspects += _not_reported_absent(
-                chunk, self.request("POST", "/devices", body=body, capped=False))
+            maybe = _not_reported_absent(chunk, self.request("POST", "/devices", body=body))
+            self._gone(pending, set(chunk) - set(maybe))
+            suspects += maybe
         leaks = []
         for device_id in suspects:
             if self._exists(device_id):
                 self.request("DELETE", "/devices/" + quote(device_id, safe=""),
-                             headers={"If-Match": "*"}, capped=False)
+                             headers={"If-Match": "*"}, keep_body=False)
                 if self._exists(device_id):
                     leaks.append(device_id)
+                    continue
+            self._gone(pending, {device_id})
         return sorted(leaks)
 
+    def _gone(self, pending: set[str], ids: set[str]) -> None:
+        pending -= ids
+        if self.deadline is not None:
+            self.deadline += self._per_device * len(ids)
+
     def _exists(self, device_id: str) -> bool:
-        exchange = self.request("GET", "/devices/" + quote(device_id, safe=""), capped=False)
+        exchange = self.request("GET", "/devices/" + quote(device_id, safe=""), keep_body=False)
         return exchange.status == 200
 
 
@@ -440,10 +824,3 @@ def _not_reported_absent(chunk: list[str], exchange: Exchange) -> list[str]:
     absent = {e.get("deviceId") for e in body["errors"]
               if isinstance(e, dict) and e.get("errorCode") == "DeviceNotFound"}
     return [i for i in chunk if i not in absent]
-
-
-def _scrub(text: str, *secrets: str) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    return text

@@ -50,6 +50,7 @@ class Settings:
     time_budget: float = 50.0  # seconds; suites stop generating new cases past it
     readback_limit: int = 4  # ids read back per bulk call
     replay: dict[str, Any] | None = None  # a replay file's content: send its payload only
+    ca_cert: str | None = None  # CA bundle trusted for an https endpoint (--ca-cert)
 
 
 @dataclass

@@ -1,12 +1,16 @@
 """Reporters of a conformance run: the text summary, JSON, JUnit XML and replay files.
 
 Every reporter works from the :class:`~bulkreg_conformance.runner.Result` alone, and every
-string it writes passes through :func:`scrub` last, so a key, token or connection string that
-slipped into a message still never reaches a file or the terminal.
+string it writes passes through :func:`scrub` (every form of the run's key, tokens and
+signatures, see :mod:`~bulkreg_conformance.redact`) before it is cut to size and again last, so
+a secret that slipped into a message still never reaches a file or the terminal. Reports stay
+small: each string is cut at :data:`MAX_STRING` characters (less when the report would pass
+:data:`MAX_REPORT` bytes), marked as truncated.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -14,20 +18,62 @@ from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 from bulkreg_conformance.checks import evidence_of
+from bulkreg_conformance.redact import REDACTED, Redactor
 
 if TYPE_CHECKING:
     from bulkreg_conformance.runner import Result
 
-__all__ = ["detail", "scrub", "summary", "to_json", "write_json", "write_junit", "write_replays"]
+__all__ = ["MAX_REPORT", "MAX_STRING", "detail", "scrub", "summary", "to_json", "write_json",
+           "write_junit", "write_replays"]
 
+MAX_STRING = 64 * 1024  # characters of one string (a body, a message) in a report
+MAX_REPORT = 8 * 1024 * 1024  # bytes of report.json; strings are cut shorter to stay below
+_CUTS = (MAX_STRING, 16 * 1024, 4096, 1024, 256)  # not a contract limit: report sizes
 _SECRETS = re.compile(r"(SharedAccessKey=)[^;\s\"']+|(sig=)[^&\s\"']+", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8)
+def _redactor(secrets: tuple[str, ...]) -> Redactor:
+    return Redactor(secrets)
+
+
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", text)
+    """``text`` without any form of ``secrets`` or anything shaped like a key or signature."""
+    text = _redactor(tuple(sorted(set(secrets)))).text(text)
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+
+
+def _walk(value: Any, leaf: Any) -> Any:
+    if isinstance(value, str):
+        return leaf(value)
+    if isinstance(value, dict):
+        return {k: _walk(v, leaf) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(v, leaf) for v in value]
+    return value
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [truncated: {len(text)} characters]"
+
+
+def _all_secrets(result: Result, secrets: tuple[str, ...]) -> tuple[str, ...]:
+    return (*secrets, *result.secrets)
+
+
+def _data(result: Result, secrets: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """The JSON report, scrubbed whole before anything is cut (a cut must not leave half a
+    secret behind), and its text within MAX_REPORT bytes."""
+    every = _all_secrets(result, secrets)
+    clean = _walk(to_json(result), lambda text: scrub(text, every))
+    for limit in _CUTS:
+        data = _walk(clean, lambda text, n=limit: _cut(text, n))
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        if len(text.encode("utf-8", "surrogatepass")) <= MAX_REPORT:
+            break
+    return data, text
 
 
 def _coverage(result: Result) -> dict[str, Any]:
@@ -62,8 +108,9 @@ def to_json(result: Result) -> dict[str, Any]:
 
 
 def write_json(result: Result, path: str | Path, secrets: tuple[str, ...] = ()) -> None:
-    text = json.dumps(to_json(result), indent=2, ensure_ascii=False)
-    Path(path).write_text(scrub(text, secrets) + "\n", encoding="utf-8")
+    text = _data(result, secrets)[1]
+    Path(path).write_text(scrub(text, _all_secrets(result, secrets)) + "\n", encoding="utf-8",
+                          errors="surrogatepass")
 
 
 def write_replays(result: Result, directory: str | Path,
@@ -71,13 +118,15 @@ def write_replays(result: Result, directory: str | Path,
     """One replay file per detailed failure (``bulkreg conform --replay FILE``)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    every = _all_secrets(result, secrets)
     written = []
     for n, failure in enumerate(result.failures, 1):
         if failure.replay is None or failure.payload is None:
             continue
         path = out / f"replay-{n:03d}-{failure.check}.json"
-        path.write_text(scrub(json.dumps(failure.replay, indent=2, ensure_ascii=False), secrets),
-                        encoding="utf-8")
+        text = json.dumps(_walk(failure.replay, lambda t: scrub(t, every)), indent=2,
+                          ensure_ascii=False)
+        path.write_text(scrub(text, every), encoding="utf-8", errors="surrogatepass")
         written.append(path)
     return written
 
@@ -85,21 +134,22 @@ def write_replays(result: Result, directory: str | Path,
 def write_junit(result: Result, path: str | Path, secrets: tuple[str, ...] = ()) -> None:
     """One testcase per check; a failure element per failed check (deviations as skipped
     unless --strict), with the reproducer in the text."""
-    strict = result.settings.strict
+    every = _all_secrets(result, secrets)
+    data = _data(result, secrets)[0]
     suite = ET.Element("testsuite", name="bulkreg conform", tests=str(len(result.tally)),
                        time=f"{result.elapsed:.2f}")
     failures = 0
     for name, tally in sorted(result.tally.items()):
         case = ET.SubElement(suite, "testcase", classname="bulkreg.conform", name=name)
-        mine = [f for f in result.failures if f.check == name]
+        mine = [f for f in data["failures"] if f["check"] == name]
         if tally.failed:
             failures += 1
             element = ET.SubElement(case, "failure", message=scrub(
-                mine[0].message if mine else f"{tally.failed} failure(s)", secrets))
-            element.text = scrub("\n\n".join(detail(f.to_dict(strict)) for f in mine), secrets)
+                mine[0]["message"] if mine else f"{tally.failed} failure(s)", every))
+            element.text = scrub("\n\n".join(detail(f) for f in mine), every)
         elif tally.deviation:
             element = ET.SubElement(case, "skipped", message=scrub(
-                f"deviation ({tally.deviation}): " + (mine[0].message if mine else ""), secrets))
+                f"deviation ({tally.deviation}): " + (mine[0]["message"] if mine else ""), every))
     for leak in result.leaks:
         case = ET.SubElement(suite, "testcase", classname="bulkreg.conform", name="leak")
         ET.SubElement(case, "failure", message=f"device {leak} left behind")
@@ -127,7 +177,8 @@ def detail(failure: dict[str, Any]) -> str:
 
 def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
     """The text summary: checks x passed/failed/deviation, requests, time, coverage."""
-    data = to_json(result)
+    every = _all_secrets(result, secrets)
+    data = _data(result, secrets)[0]
     rows = [("check", "evidence", "passed", "failed", "deviation")]
     for name, c in data["checks"].items():
         rows.append((name, str(c["evidence"]), str(c["passed"]), str(c["failed"]),
@@ -154,7 +205,8 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
         + (f", missing: {', '.join(missing)}" if missing else ""),
     ]
     if data["leaks"]:
-        lines.append(f"LEAKED devices (still on the endpoint): {', '.join(data['leaks'])}")
+        lines.append("LEAKED devices (still on the endpoint, or not confirmed gone): "
+                     + ", ".join(data["leaks"]))
     else:
         lines.append("cleanup: every device the run created is gone")
     lines += [f"error: {e}" for e in data["errors"]]
@@ -162,4 +214,4 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
     deviations = sum(c["deviation"] for c in data["checks"].values())
     lines.append(f"verdict: {data['verdict'].upper()} ({failed} failed, {deviations} "
                  f"deviation(s){', strict' if result.settings.strict else ''})")
-    return scrub("\n".join(lines), secrets)
+    return scrub("\n".join(lines), every)

@@ -211,3 +211,104 @@ def test_an_interrupted_request_leaves_no_connection_for_the_next(
         client.bulk([{"id": "run1-a", "importMode": "create"}])
     assert client._session is not before
     assert client.get_device("run1-a").status in (200, 404)  # a fresh connection works
+
+
+# -- the transport's rails: deadlines, caps, budgets, redaction --------------------------------
+
+
+def test_every_encoding_of_a_token_is_scrubbed_from_bytes_and_text(key: str) -> None:
+    from bulkreg_conformance.redact import Redactor, secrets_of_token  # noqa: PLC0415
+
+    from .hostile import encodings  # noqa: PLC0415
+
+    token = sas.generate_token("h.azure-devices.net", "iothubowner", key)
+    redactor = Redactor(secrets_of_token(token))
+    for name, value in encodings(token).items():
+        text = f"before {value} after"
+        assert value not in redactor.text(text), name
+        assert value.encode() not in redactor.bytes(text.encode()), name
+        assert redactor.text(text).startswith("before ") and redactor.text(text).endswith(" after")
+    assert redactor.text("an ordinary sentence") == "an ordinary sentence"
+
+
+def test_a_huge_answer_is_read_only_up_to_the_cap(key: str) -> None:
+    from bulkreg_conformance.client import KEEP_BYTES, READ_CAP  # noqa: PLC0415
+
+    from .hostile import HUGE, huge, serve  # noqa: PLC0415
+
+    with serve(huge) as endpoint:
+        exchange = client_for(endpoint.url, key).get_device("run1-a")
+    assert exchange.truncated and exchange.size == HUGE
+    assert len(exchange.response_body) == READ_CAP
+    kept = exchange.kept()
+    assert len(kept.response_body) == KEEP_BYTES and kept.truncated
+    response = exchange.to_dict()["response"]
+    assert response["truncated"] and len(response["body"]) <= KEEP_BYTES
+
+
+def test_a_dripping_answer_is_cut_at_the_request_deadline(key: str) -> None:
+    from bulkreg_conformance.client import OutOfTime  # noqa: PLC0415
+
+    from .hostile import drip, serve  # noqa: PLC0415
+
+    with serve(drip) as endpoint:
+        client = client_for(endpoint.url, key, timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(EndpointUnreachable) as caught:
+            client.get_device("run1-a")
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 10  # it drips for 600 s
+        client = client_for(endpoint.url, key)
+        client.deadline = time.monotonic() + 1.0  # the run's deadline comes first
+        with pytest.raises(OutOfTime, match="time ran out"):
+            client.get_device("run1-a")
+        with pytest.raises(OutOfTime, match="time is spent"):  # not even sent past it
+            client.get_device("run1-a")
+        assert len(endpoint.seen.requests) == 2
+
+
+def test_interrupt_cuts_a_request_in_flight(key: str) -> None:
+    from .hostile import drip, serve  # noqa: PLC0415
+
+    with serve(drip) as endpoint:
+        client = client_for(endpoint.url, key)
+        threading.Timer(0.5, client.interrupt).start()
+        started = time.monotonic()
+        with pytest.raises(ClientError):
+            client.get_device("run1-a")
+    assert time.monotonic() - started < 10
+
+
+def _absent_on_read(app: Recorder) -> None:
+    app.handler = lambda r: (Response('{"isSuccessful":true,"errors":[]}') if r.method == "POST"
+                             else Response("{}", status=404))
+
+
+def test_max_requests_keeps_room_for_the_cleanup_of_what_was_touched(
+        server: tuple[Recorder, str], key: str) -> None:
+    app, url = server
+    _absent_on_read(app)
+    client = client_for(url, key, max_requests=5)
+    client.touched.update({"run1-a", "run1-b"})  # cleanup: 1 bulk delete + 2 read-backs
+    client.get_device("run1-x")
+    client.get_device("run1-x")
+    with pytest.raises(BudgetExceeded, match="3 kept for cleanup"):
+        client.get_device("run1-x")
+    client.cleaning = True
+    assert client.cleanup() == []
+    assert len(app.requests) == 5
+
+
+def test_cleanup_past_max_requests_stops_and_lists_what_is_left(
+        server: tuple[Recorder, str], key: str) -> None:
+    from bulkreg_conformance.client import CleanupStopped  # noqa: PLC0415
+
+    app, url = server
+    _absent_on_read(app)
+    client = client_for(url, key, max_requests=2)
+    client.touched.update({"run1-a", "run1-b"})
+    client.cleaning = True
+    with pytest.raises(CleanupStopped, match="--max-requests 2 reached") as caught:
+        client.cleanup()
+    assert caught.value.remaining == ["run1-b"]  # run1-a was read back absent
+    assert len(app.requests) == 2

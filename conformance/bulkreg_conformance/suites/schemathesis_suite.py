@@ -13,8 +13,10 @@ API (docs: notes on schemathesis 4, §3 and §7):
   worker and the run's seed: the same seed sends the same requests;
 - every device id in a request is moved into the run's prefix by a ``before_call`` hook
   (``map_body`` hooks skip the coverage phase), then checked by the client's prefix guard and
-  remembered for the run's cleanup; each request is admitted by the client's rate limit and
-  ``--max-requests`` budget;
+  remembered for the run's cleanup; each request goes through the client's transport
+  (``RailsAdapter``: rate limit, ``--max-requests``, one total deadline, capped body reads),
+  mounted on every session schemathesis makes while the suite runs (its probes' too), and
+  trusts the run's ``--ca-cert``;
 - SAS tokens come from the run's client (``schema.auth()``, ``retry_on=[]``: a 401 is an answer,
   not a reason to re-sign);
 - no ``schemathesis.toml`` is read and nothing is written to the working directory.
@@ -31,7 +33,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance import decisions
@@ -44,7 +47,7 @@ from bulkreg_conformance.checks import (
     service_openapi,
     weakest,
 )
-from bulkreg_conformance.client import ID_PATTERN, BudgetExceeded, Exchange, bulk_ids
+from bulkreg_conformance.client import ID_PATTERN, KEEP_BYTES, Exchange, RailsAdapter, bulk_ids
 from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
 from bulkreg_conformance.suites import hypothesis_home
@@ -61,6 +64,7 @@ __all__ = ["OPERATIONS", "run"]
 
 OPERATIONS = (("POST", "/devices"),)  # the operation under test; reads are the other suites'
 MAX_TIME = 20.0  # seconds the default run gives schemathesis at most
+WIND_DOWN = 2.0  # seconds the running scenario gets to report once the suite's time is up
 DEFAULT_EXAMPLES = 25  # the CLI's default --max-examples
 CUSTOM = "bulk_result_body"
 _REDACTED = "<redacted>"
@@ -76,12 +80,33 @@ def run(ctx: Context) -> None:
     if ctx.out_of_time():
         return
     hypothesis_home()
+    _known_codecs()
     schema = _schema(ctx)
-    with _prefixing(ctx, schema) as stopped:
-        _execute(ctx, schema, stopped)
+    with _prefixing(ctx, schema) as adapter:
+        _execute(ctx, schema, adapter)
 
 
 # -- configuration ---------------------------------------------------------------------------
+
+# What hypothesis' characters(codec=...) computes by encoding all 1.1M code points (about 200 MiB
+# at peak and a second or two, in every run: the run's hypothesis home is new each time) unless
+# its cache holds the answer: [encodable intervals, intervals that do not round-trip].
+_CODECS = {"utf-8": [[[0, 0xD7FF], [0xE000, 0x10FFFF]], []], "ascii": [[[0, 0x7F]], []]}
+
+
+def _known_codecs() -> None:
+    """Put the codec tables schemathesis needs (strings, headers) into hypothesis' cache."""
+    import gzip  # noqa: PLC0415
+
+    with contextlib.suppress(Exception):  # a cache hypothesis no longer reads: it computes
+        from hypothesis.internal.charmap import charmap_file  # noqa: PLC0415
+
+        for codec, table in _CODECS.items():
+            path = charmap_file(f"codec-v2-{codec}")
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with gzip.GzipFile(path, "wb", mtime=1) as out:
+                    out.write(json.dumps(table).encode())
 
 
 def _config(ctx: Context) -> Any:
@@ -95,7 +120,10 @@ def _config(ctx: Context) -> Any:
         "cache": {"enabled": False},
         "base-url": ctx.client.endpoint,
         "workers": 1,
-        "request-timeout": 30,
+        "request-timeout": 30,  # the client's transport enforces its own total deadline
+        "tls-verify": ctx.client.verify,
+        # the recorder keeps only the start of a long answer (its checks see what was read)
+        "output": {"truncation": {"max-recorded-payload-size": KEEP_BYTES}},
         "warnings": False,
         "generation": {"database": "none", "max-examples": ctx.settings.max_examples},
         "phases": {"coverage": {"unexpected-methods": []}, "stateful": {"enabled": False}},
@@ -212,7 +240,7 @@ def _case_ids(case: Case[Any]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]]:
+def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[RailsAdapter]:
     """A ``before_call`` hook for this schema's cases only, removed afterwards.
 
     ``before_call`` exists only in schemathesis' global scope, so the hook checks that a case is
@@ -223,7 +251,6 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]
     from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER  # noqa: PLC0415
 
     raw = schema.raw_schema
-    stopped: list[BaseException] = []
 
     def before_call(context: Any, case: Case[Any], kwargs: dict[str, Any]) -> None:
         if case.operation.schema.raw_schema is not raw:
@@ -232,40 +259,92 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[list[BaseException]
         ids = _case_ids(case)
         ctx.client.check_ids(ids)  # PrefixViolation: the request is not sent
         ctx.client.touched.update(ids)
-        try:
-            ctx.client.admit()
-        except BudgetExceeded as exc:
-            stopped.append(exc)
-            raise
 
     schemathesis.hook(before_call)
     try:
-        yield stopped
+        with _rails(ctx) as adapter:
+            yield adapter
     finally:
         GLOBAL_HOOK_DISPATCHER.unregister(before_call)
+
+
+@contextlib.contextmanager
+def _rails(ctx: Context) -> Iterator[RailsAdapter]:
+    """Every request schemathesis sends goes through the client's transport.
+
+    Schemathesis builds its sessions itself (one per worker, extra ones for its probes and some
+    checks), all ``SameHostRedirectsSession``, and has no hook that sees them: while the suite
+    runs, that class mounts the client's adapter on each new session.
+    """
+    import requests  # noqa: PLC0415
+    from schemathesis.transport.requests import SameHostRedirectsSession  # noqa: PLC0415
+
+    adapter = RailsAdapter(ctx.client)
+
+    def init(session: requests.Session) -> None:
+        requests.Session.__init__(session)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+
+    SameHostRedirectsSession.__init__ = init  # type: ignore[method-assign,assignment]
+    try:
+        yield adapter
+    finally:
+        del SameHostRedirectsSession.__init__  # requests.Session's again
+        adapter.close()
 
 
 # -- running and reporting -------------------------------------------------------------------
 
 
-def _execute(ctx: Context, schema: BaseSchema, stopped: list[BaseException]) -> None:
+def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
+    """Run schemathesis' engine and tally its checks until the suite's time is up.
+
+    Events come per scenario, which may last long, so a timer ends the suite on time: it closes
+    the transport (new requests are refused at once, so the running scenario ends quickly and
+    still reports the checks it made), and the stream is stopped at the next scenario's end, or
+    WIND_DOWN seconds later (the running scenario's checks are then lost).
+    """
     from schemathesis.engine import events, from_schema  # noqa: PLC0415
 
-    started = _now()
     # the default run gives schemathesis a share of the 60 s; --max-examples above it, the rest
     share = MAX_TIME if ctx.settings.max_examples <= DEFAULT_EXAMPLES else float("inf")
     stream = from_schema(schema).execute()
-    for event in stream:
-        if stopped or ctx.out_of_time() or _now() - started > share:
-            stream.stop()
-        if isinstance(event, events.ScenarioFinished):
-            _record(ctx, event.recorder)
-        elif isinstance(event, events.Interrupted):
-            raise KeyboardInterrupt  # schemathesis swallows Ctrl-C; the runner must clean up
-        elif isinstance(event, events.FatalError):
-            raise RuntimeError(f"schemathesis: {event.exception}")
-    if stopped:
-        raise stopped[0]
+
+    timers: list[threading.Timer] = []
+
+    def later(seconds: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(max(0.0, seconds), action)
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    def close() -> None:
+        adapter.closed = True
+        later(WIND_DOWN, stream.stop)
+
+    later(min(ctx.deadline - _now(), share), close)
+    try:
+        for event in stream:
+            if isinstance(event, events.ScenarioFinished):
+                _record(ctx, event.recorder)
+                if adapter.closed:
+                    stream.stop()
+            elif isinstance(event, events.Interrupted) and ctx.client.interrupted:
+                # schemathesis swallows Ctrl-C/SIGTERM; the runner must clean up (its own stop,
+                # on time or budget, is no interruption)
+                raise KeyboardInterrupt
+            elif isinstance(event, events.FatalError):
+                raise RuntimeError(f"schemathesis: {event.exception}")
+            if ctx.client.stopped:
+                stream.stop()
+    finally:
+        for timer in timers:
+            timer.cancel()
+        adapter.closed = True
+        stream.stop()  # also when leaving early: its workers send nothing more
+    if ctx.client.stopped:  # --max-requests or the run's time: an error of the run
+        raise ctx.client.stopped
 
 
 def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
@@ -286,9 +365,10 @@ def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
 
 def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
              failure: Any) -> Failure:
-    exchange = _exchange(recorder, case_id)
+    exchange = _exchange(ctx, recorder, case_id)
     title = getattr(failure, "title", "") or name
-    message = f"{failure.operation or recorder.label}: {title}: {failure.message}".strip()
+    message = ctx.client.redactor.text(
+        f"{failure.operation or recorder.label}: {title}: {failure.message}".strip())
     payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
     return Failure(name, _evidence(name, exchange), message, suite="schemathesis",
                    payload=payload, exchanges=[exchange] if exchange else [],
@@ -317,8 +397,9 @@ def _replay(ctx: Context, name: str, payload: str | None,
             "steps": [{"raw": payload, "rule": None, "readback": True, "api_version": version}]}
 
 
-def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
-    """The recorded request/response as the runner's Exchange (the token redacted)."""
+def _exchange(ctx: Context, recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
+    """The recorded request/response as the runner's Exchange (the token redacted, echoes of
+    it scrubbed, the body capped)."""
     interaction = recorder.interactions.get(case_id)
     if interaction is None:
         return None
@@ -328,9 +409,11 @@ def _exchange(recorder: ScenarioRecorder, case_id: str) -> Exchange | None:
     if response is None:
         return Exchange(request.method, request.uri, headers, request.body or b"", 0, {}, b"",
                         0.0, "sas")
+    scrub = ctx.client.redactor
     return Exchange(request.method, request.uri, headers, request.body or b"",
-                    response.status_code, {k: ", ".join(v) for k, v in response.headers.items()},
-                    response.content, response.elapsed, "sas")
+                    response.status_code,
+                    {scrub.text(k): scrub.text(", ".join(v)) for k, v in response.headers.items()},
+                    scrub.bytes(response.content), response.elapsed, "sas").kept()
 
 
 # -- our own check, scoped to this schema ----------------------------------------------------
@@ -367,9 +450,11 @@ def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None
     if isinstance(got, dict) and "isSuccessful" in got:
         ctx.passed(name)
         return
+    scrub = ctx.client.redactor
     exchange = Exchange("POST", url, {}, body, 400,
-                        {k: ", ".join(v) for k, v in response.headers.items()},
-                        response.content, response.elapsed, "sas")
+                        {scrub.text(k): scrub.text(", ".join(v))
+                         for k, v in response.headers.items()},
+                        scrub.bytes(response.content), response.elapsed, "sas").kept()
     payload = body.decode("utf-8", "replace")
     ctx.fail(Failure(name, evidence_of(name) or "inferred", "a request the validator accepts "
                      "as a whole was rejected as a whole (400 without a "
