@@ -4,13 +4,16 @@ this, a conformance pass of a switched endpoint would prove nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from .independent import IndependentHub, Options
+from .independent import IndependentHub
 from .independent.client import Answer, bulk, call
+from .test_independent_endpoint import SWITCHES, endpoint
+
+__all__ = ["endpoint"]  # the fixture, shared with test_independent_endpoint
 
 KEY_A = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="  # 32 bytes
 KEY_B = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
@@ -157,33 +160,30 @@ PROBES: dict[str, tuple[dict[str, Any], Probe]] = {
     "unknown-members-rejected": ({"unknown_members": "reject"}, _one(
         [{"id": "d1", "importMode": "create", "etag": "x"}],
         lambda a: a.code() == "DeserializationError")),
+    "connection-close": ({"keep_alive": False}, _one(
+        [{"id": "d1", "importMode": "create"}], lambda a: a.headers.get("Connection") == "close")),
+    "api-version-before-auth": ({"api_version_first": True}, lambda hub: call(
+        hub, "GET", "/devices/d1", api_version="1999-01-01",
+        headers={"Authorization": ""}).status == 400),
+    "errors-in-reverse-order": ({"error_order": "reversed"}, _one(
+        [{"id": "d1", "importMode": "delete"}, {"id": "d2", "importMode": "delete"}],
+        lambda a: [e["deviceId"] for e in a.body["errors"]] == ["d2", "d1"])),
+    "dotnet-timestamps": ({"timestamps": "observed"}, _after_create(
+        _device, lambda a: a.body["lastActivityTime"] == "0001-01-01T00:00:00")),
+    "metadata-types-ignored": ({"metadata_types": "ignored"}, _one(
+        [{"id": "d1", "importMode": "create", "properties": {"desired": {"$version": "x"}}}],
+        lambda a: a.status == 200)),
 }
 
 
-@pytest.fixture
-def hubs() -> Iterator[Callable[..., IndependentHub]]:
-    started: list[IndependentHub] = []
-
-    def start(**options: Any) -> IndependentHub:
-        hub = IndependentHub(Options(**options)).start()
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        hub.stop()
-
-
 @pytest.mark.parametrize("name", list(PROBES))
-def test_switch_changes_the_answer(hubs: Callable[..., IndependentHub], name: str) -> None:
+def test_switch_changes_the_answer(endpoint: Callable[..., IndependentHub], name: str) -> None:
     options, probe = PROBES[name]
-    assert probe(hubs(**options)), f"{name}: the switched endpoint does not answer as switched"
-    assert not probe(hubs()), f"{name}: the default endpoint already answers so"
+    assert probe(endpoint(**options)), f"{name}: the switched endpoint does not answer as switched"
+    assert not probe(endpoint()), f"{name}: the default endpoint already answers so"
 
 
 def test_every_switch_has_a_probe() -> None:
-    from .test_independent_endpoint import SWITCHES  # noqa: PLC0415
-
     assert {name for name, _, _ in SWITCHES} == set(PROBES)
     assert all(PROBES[name][0] == options for name, options, _ in SWITCHES)
 
@@ -191,9 +191,9 @@ def test_every_switch_has_a_probe() -> None:
 @pytest.mark.parametrize(("header", "expected"), [
     (None, 401), ("SharedAccessSignature sr=x&sig=y&se=1&skn=iothubowner", 401),
     ("Bearer abc", 401)])
-def test_auth_before_body(hubs: Callable[..., IndependentHub], header: str | None,
+def test_auth_before_body(endpoint: Callable[..., IndependentHub], header: str | None,
                           expected: int) -> None:
-    hub = hubs()
+    hub = endpoint()
     headers = {"Authorization": header} if header else {"Authorization": ""}
     answer = call(hub, "POST", "/devices", raw=b"not json", headers=headers)
     assert (answer.status, answer.code()) == (expected, "IotHubUnauthorizedAccess")

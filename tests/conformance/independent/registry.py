@@ -82,6 +82,12 @@ class Options:
     # $metadata / $version at the root of desired/reported: service-maintained, so ignored;
     # "checked" still reads them as TwinCollection would (object, integer), "ignored" never looks
     metadata_types: Literal["checked", "ignored"] = "checked"
+    keep_alive: bool = True  # False: "Connection: close" on every answer (a gateway may do so)
+    api_version_first: bool = False  # check api-version before the SAS token
+    error_order: Literal["entries", "reversed"] = "entries"  # order of the result's errors
+    # "observed": .NET DateTime text as in facts §5 samples: 0001-01-01T00:00:00 (no offset) for
+    # never-connected devices and 7 fractional digits elsewhere
+    timestamps: Literal["utc", "observed"] = "utc"
     # planted defects (not alternatives): "ignore-etag", "accept-101", "delete-noop"
     defect: str | None = None
 
@@ -486,6 +492,8 @@ class Registry:
                 mode = raw.get("importMode")
                 errors.append(self._error(raw["id"], raw.get("moduleId"),
                                           mode if isinstance(mode, str) else None, invalid))
+        if opts.error_order == "reversed":
+            errors.reverse()
         result: dict[str, Any] = {"isSuccessful": not errors, "errors": errors}
         if opts.warnings == "empty":
             result["warnings"] = []
@@ -648,8 +656,9 @@ class Registry:
             "connectionState": "Disconnected", "status": item.status})
         self._unset(doc, "statusReason", item.status_reason, "")
         doc.update({
-            "connectionStateUpdatedTime": ZERO_TIME, "statusUpdatedTime": item.status_updated,
-            "lastActivityTime": ZERO_TIME, "cloudToDeviceMessageCount": 0,
+            "connectionStateUpdatedTime": self._time(ZERO_TIME),
+            "statusUpdatedTime": self._time(item.status_updated),
+            "lastActivityTime": self._time(ZERO_TIME), "cloudToDeviceMessageCount": 0,
             "authentication": {
                 "symmetricKey": {"primaryKey": a["primaryKey"], "secondaryKey": a["secondaryKey"]},
                 "x509Thumbprint": {"primaryThumbprint": a["primaryThumbprint"],
@@ -671,8 +680,9 @@ class Registry:
             doc["modelId"] = ""
         doc.update({"etag": item.twin_etag, "deviceEtag": item.etag, "status": item.status})
         self._unset(doc, "statusReason", item.status_reason, "")
-        doc.update({"statusUpdateTime": item.status_updated, "connectionState": "Disconnected",
-                    "lastActivityTime": ZERO_TIME, "cloudToDeviceMessageCount": 0,
+        doc.update({"statusUpdateTime": self._time(item.status_updated),
+                    "connectionState": "Disconnected",
+                    "lastActivityTime": self._time(ZERO_TIME), "cloudToDeviceMessageCount": 0,
                     "authenticationType": item.auth["type"],
                     "x509Thumbprint": {"primaryThumbprint": item.auth["primaryThumbprint"],
                                        "secondaryThumbprint": item.auth["secondaryThumbprint"]},
@@ -687,6 +697,13 @@ class Registry:
         if _api_date(api) >= "2020-09-30":
             self._unset(doc, "parentScopes", item.parent_scopes, [])
         return doc
+
+    def _time(self, stamp: str) -> str:
+        if self.opts.timestamps == "utc":
+            return stamp
+        if stamp == ZERO_TIME:
+            return "0001-01-01T00:00:00"
+        return stamp[:-1] + "0Z"  # 6 -> 7 fractional digits, as .NET's round-trip format
 
     def _section(self, values: dict[str, Any], version: int, updated: str) -> dict[str, Any]:
         if not self.opts.twin_metadata:

@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is not None:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
-        if self._unread > MAX_DRAIN:
+        if self._unread > MAX_DRAIN or not self.server.opts.keep_alive:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
@@ -130,11 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.split("/") if p]
         try:
             route, need = self._route(method, parts)
+            versions = parse_qs(url.query).get("api-version")
+            if self.server.opts.api_version_first:
+                self._api_version(versions)
             why = _authorize(self.headers.get("Authorization"), self.server.keys, url.path, need)
             if why is not None:
                 raise RequestError(401, "IotHubUnauthorizedAccess", "Unauthorized")
             self._throttle()
-            api = self._api_version(parse_qs(url.query).get("api-version"))
+            api = self._api_version(versions)
             route(api, parts)
         except RequestError as exc:
             self._error(exc)
