@@ -89,6 +89,22 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
     ("errors-in-reverse-order", {"error_order": "reversed"}, None),
     ("dotnet-timestamps", {"timestamps": "observed"}, None),
     ("metadata-types-ignored", {"metadata_types": "ignored"}, None),
+    ("warnings-twinless", {"warnings": "twinless"}, None),
+    ("twin-change-new-device-etag", {"twin_bumps_device_etag": True}, None),
+    ("update-clears-twin", {"update_clears_twin": True}, FalseFailure(
+        frozenset({"readback-twin"}),
+        "an update entry without tags/desired empties them: the literal reading of DOC-BULK's "
+        "update ('existing information is overwritten with the provided input data', facts "
+        "§3.2: 'Update is a replace, not a merge'); no source says the twin survives, the "
+        "decisions table leaves it unlisted, yet readback-twin (documented) fails it: "
+        "'tags: expected {...}, got null'")),
+    ("update-twin-clears", {"update_twin_clears": True}, FalseFailure(
+        frozenset({"readback-twin"}),
+        "an updateTwin entry carrying only tags empties desired (and vice versa): DOC-BULK's "
+        "updateTwin 'existing information is overwritten with the provided input data' (facts "
+        "§3.2 'overwrite the twin (tags/desired)'); the decisions table leaves it unlisted, "
+        "yet readback-twin (documented) fails it: 'properties.desired: expected {...}, got {}'"
+        " and, the oracle not re-synchronised, later unrelated payloads too")),
 ]
 
 COMBINATIONS: list[tuple[str, dict[str, Any], FalseFailure | None]] = [

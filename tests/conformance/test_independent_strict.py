@@ -42,6 +42,7 @@ OPEN_SWITCHES = {  # switch -> its decision in decisions.py (evidence "open")
     "extra-members": "responses-grow",
     "status-reason-unlimited": "unenforced-limits",
     "warnings-absent": "warnings",
+    "warnings-twinless": "warnings",
     "update-keeps-keys": "update-replaces",
     "header-IotHubErrorCode": "error-headers",
     "no-error-header": "error-headers",

@@ -64,6 +64,13 @@ def _twin_etag_checked(hub: IndependentHub) -> bool:
     return bool(_entry_code(answer) == "PreconditionFailed")
 
 
+def _device_etag_moves(hub: IndependentHub) -> bool:
+    assert _create(hub).status == 200
+    before = _device(hub).body["etag"]
+    assert bulk(hub, [{"id": "d1", "importMode": "updateTwin", "tags": {"a": 1}}]).status == 200
+    return bool(_device(hub).body["etag"] != before)
+
+
 def _throttled(hub: IndependentHub) -> bool:
     answers = [_device(hub) for _ in range(10)]
     return any(a.status == 429 and a.code() == "ThrottlingException"
@@ -170,6 +177,18 @@ PROBES: dict[str, tuple[dict[str, Any], Probe]] = {
         lambda a: [e["deviceId"] for e in a.body["errors"]] == ["d2", "d1"])),
     "dotnet-timestamps": ({"timestamps": "observed"}, _after_create(
         _device, lambda a: a.body["lastActivityTime"] == "0001-01-01T00:00:00")),
+    "warnings-twinless": ({"warnings": "twinless"}, _one(
+        [{"id": "d1", "importMode": "create"}],
+        lambda a: [w["warningCode"] for w in a.body["warnings"]]
+        == ["DeviceRegisteredWithoutTwin"])),
+    "twin-change-new-device-etag": ({"twin_bumps_device_etag": True}, _device_etag_moves),
+    "update-clears-twin": ({"update_clears_twin": True}, _after_create(
+        lambda h: (bulk(h, [{"id": "d1", "importMode": "update"}]), _twin(h))[1],
+        lambda a: "a" not in (a.body.get("tags") or {}), tags={"a": 1})),
+    "update-twin-clears": ({"update_twin_clears": True}, _after_create(
+        lambda h: (bulk(h, [{"id": "d1", "importMode": "updateTwin", "tags": {"b": 2}}]),
+                   _twin(h))[1],
+        lambda a: "x" not in a.body["properties"]["desired"], properties={"desired": {"x": 1}})),
     "metadata-types-ignored": ({"metadata_types": "ignored"}, _one(
         [{"id": "d1", "importMode": "create", "properties": {"desired": {"$version": "x"}}}],
         lambda a: a.status == 200)),

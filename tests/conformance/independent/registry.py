@@ -58,7 +58,8 @@ class Options:
     older_api: Literal["accept", "refuse"] = "accept"
     status_reason_limit: bool = True
     module_parent: Literal["required", "not-required"] = "required"
-    warnings: Literal["empty", "absent"] = "empty"
+    # "twinless": a DeviceRegisteredWithoutTwin warning for each create without twin data
+    warnings: Literal["empty", "absent", "twinless"] = "empty"
     update_keys: Literal["regenerate", "keep"] = "regenerate"
     failure_status: Literal[400, 200] = 400
     error_header: Literal["iothub-errorcode", "IotHubErrorCode", "none"] = "iothub-errorcode"
@@ -82,6 +83,9 @@ class Options:
     # $metadata / $version at the root of desired/reported: service-maintained, so ignored;
     # "checked" still reads them as TwinCollection would (object, integer), "ignored" never looks
     metadata_types: Literal["checked", "ignored"] = "checked"
+    update_clears_twin: bool = False  # update without tags/desired empties them (full replace)
+    update_twin_clears: bool = False  # updateTwin without tags (or desired) empties them
+    twin_bumps_device_etag: bool = False  # a twin change also gives the device a new etag
     keep_alive: bool = True  # False: "Connection: close" on every answer (a gateway may do so)
     api_version_first: bool = False  # check api-version before the SAS token
     error_order: Literal["entries", "reversed"] = "entries"  # order of the result's errors
@@ -442,6 +446,7 @@ class Registry:
         self.opts = opts
         self.etags = _Etags()
         self.items: dict[tuple[str, str | None], Identity] = {}
+        self.warnings: list[dict[str, Any]] = []  # of the bulk call in progress
 
     # -- the bulk call --------------------------------------------------------------------------
 
@@ -482,6 +487,7 @@ class Registry:
                     raise RequestError(400, code, exc.message) from None
                 parsed.append((raw, exc))
         errors = []
+        self.warnings = []
         for item in parsed:
             if isinstance(item, Entry):
                 failure = self._apply(item)
@@ -495,8 +501,8 @@ class Registry:
         if opts.error_order == "reversed":
             errors.reverse()
         result: dict[str, Any] = {"isSuccessful": not errors, "errors": errors}
-        if opts.warnings == "empty":
-            result["warnings"] = []
+        if opts.warnings != "absent":
+            result["warnings"] = self.warnings
         if opts.extra_members:
             result["x-extra"] = "ignored by clients"
         return (200 if not errors else opts.failure_status), result
@@ -550,6 +556,10 @@ class Registry:
                                   else "DeviceAlreadyExists",
                                   f"A device with ID '{entry.id}' is already registered.")
             self._create(entry)
+            if self.opts.warnings == "twinless" and not entry.twin:
+                self.warnings.append({"deviceId": entry.id,
+                                      "warningCode": "DeviceRegisteredWithoutTwin",
+                                      "warningStatus": "The device was registered without a twin"})
             return None
         etag = _unquote(entry.raw.get("eTag"))
         twin_etag = _unquote(entry.raw.get("twinETag"))
@@ -571,6 +581,8 @@ class Registry:
             if self.opts.defect != "delete-noop":
                 self._delete(key)
         elif mode.startswith("updateTwin"):
+            if self.opts.update_twin_clears:  # "overwritten with the provided input data"
+                entry.twin = {"tags": {}, "desired": {}, **entry.twin}
             self._set_twin(current, entry, ("tags", "desired"))
         else:
             self._update(current, entry)
@@ -592,6 +604,8 @@ class Registry:
     def _update(self, item: Identity, entry: Entry) -> None:
         self._identity(item, entry, new=False)
         item.etag = self.etags.device()
+        if self.opts.update_clears_twin:  # "overwritten with the provided input data"
+            entry.twin = {"tags": {}, "desired": {}, **entry.twin}
         self._set_twin(item, entry, ("tags", "desired", "reported"))
 
     def _identity(self, item: Identity, entry: Entry, *, new: bool) -> None:
@@ -632,6 +646,8 @@ class Registry:
                 if bump and name != "tags":
                     setattr(item, f"{name}_version", getattr(item, f"{name}_version") + 1)
         if changed and bump:
+            if self.opts.twin_bumps_device_etag:
+                item.etag = self.etags.device()
             item.version += 1
             item.twin_etag = self.etags.twin()
             item.updated = now_iso()
