@@ -90,6 +90,8 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
     ("dotnet-timestamps", {"timestamps": "observed"}, None),
     ("metadata-types-ignored", {"metadata_types": "ignored"}, None),
     ("warnings-twinless", {"warnings": "twinless"}, None),
+    ("status-reason-utf16-length", {"status_reason_unit": "utf16"}, None),
+    ("twin-size-in-bytes", {"twin_size_unit": "bytes"}, None),
     ("twin-change-new-device-etag", {"twin_bumps_device_etag": True}, None),
     ("update-clears-twin", {"update_clears_twin": True}, FalseFailure(
         frozenset({"readback-twin"}),

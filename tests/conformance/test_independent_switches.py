@@ -177,6 +177,12 @@ PROBES: dict[str, tuple[dict[str, Any], Probe]] = {
         lambda a: [e["deviceId"] for e in a.body["errors"]] == ["d2", "d1"])),
     "dotnet-timestamps": ({"timestamps": "observed"}, _after_create(
         _device, lambda a: a.body["lastActivityTime"] == "0001-01-01T00:00:00")),
+    "status-reason-utf16-length": ({"status_reason_unit": "utf16"}, _one(
+        [{"id": "d1", "importMode": "create", "statusReason": "\U0001F600" * 100}],
+        lambda a: a.code() == "ArgumentInvalid")),
+    "twin-size-in-bytes": ({"twin_size_unit": "bytes"}, _one(
+        [{"id": "d1", "importMode": "create", "tags": dict.fromkeys("abc", "é" * 2000)}],
+        lambda a: a.code() == "ArgumentInvalid")),
     "warnings-twinless": ({"warnings": "twinless"}, _one(
         [{"id": "d1", "importMode": "create"}],
         lambda a: [w["warningCode"] for w in a.body["warnings"]]

@@ -86,6 +86,8 @@ class Options:
     update_clears_twin: bool = False  # update without tags/desired empties them (full replace)
     update_twin_clears: bool = False  # updateTwin without tags (or desired) empties them
     twin_bumps_device_etag: bool = False  # a twin change also gives the device a new etag
+    status_reason_unit: Literal["codepoints", "utf16"] = "codepoints"  # .NET string.Length
+    twin_size_unit: Literal["chars", "bytes"] = "chars"  # section sizes (8 KB, 32 KB)
     keep_alive: bool = True  # False: "Connection: close" on every answer (a gateway may do so)
     api_version_first: bool = False  # check api-version before the SAS token
     error_order: Literal["entries", "reversed"] = "entries"  # order of the result's errors
@@ -207,10 +209,6 @@ def _bad_key_char(key: str) -> bool:
     return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in ".$ " for c in key)
 
 
-def _visible_len(text: str) -> int:
-    return sum(1 for c in text if not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F))
-
-
 class TwinChecker:
     def __init__(self, opts: Options, api: str) -> None:
         self.opts, self.arrays = opts, _api_date(api) >= "2019-10-01"
@@ -240,7 +238,7 @@ class TwinChecker:
                     raise EntryError("ArgumentInvalid", f"invalid twin key in '{where}'")
                 if len(key.encode()) > 1024:
                     raise EntryError("ArgumentInvalid", f"a key in '{where}' exceeds 1KB")
-                size += _visible_len(key) + self._walk(value, where, depth + 1)
+                size += self._size(key) + self._walk(value, where, depth + 1)
             return size
         if isinstance(node, list):
             if not self.arrays:
@@ -263,8 +261,14 @@ class TwinChecker:
             length = len(node) if self.opts.twin_string_unit == "chars" else len(node.encode())
             if length > 4096:
                 raise EntryError("ArgumentInvalid", f"a string in '{where}' exceeds 4KB")
-            return _visible_len(node)
+            return self._size(node)
         return 0  # null
+
+    def _size(self, text: str) -> int:
+        """A key's or string's share of a section's size (DOC-TW: 'UTF-8 chars' excluding C0/C1:
+        characters, or, switched, their UTF-8 bytes)."""
+        visible = "".join(c for c in text if not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F))
+        return len(visible.encode()) if self.opts.twin_size_unit == "bytes" else len(visible)
 
     def _strip(self, node: Any) -> Any:
         if isinstance(node, dict):
@@ -339,7 +343,9 @@ def parse_entry(raw: Any, opts: Options, api: str) -> Entry:
     if status is not None and _canonical(status, ("enabled", "disabled"), exact) is None:
         raise EntryError("DeserializationError", f"Error converting value {status!r} to status")
     reason = e.get("statusReason")
-    if opts.status_reason_limit and reason is not None and len(reason) > 128:
+    length = None if reason is None else (
+        len(reason.encode("utf-16-le")) // 2 if opts.status_reason_unit == "utf16" else len(reason))
+    if opts.status_reason_limit and length is not None and length > 128:
         raise EntryError("ArgumentInvalid", "statusReason is longer than 128 characters")
     scopes = _opt(e, "parentScopes", list, "")
     if scopes is not None:
