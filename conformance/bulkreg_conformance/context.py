@@ -247,8 +247,12 @@ class Context:
                                  step_rule=rule, unknown=frozenset(self.unknown))
             return want, self.oracle
         want = checks.expect(report, entries, outcome.status, outcome.body, api_version=version,
-                             step_rule=rule, unknown=frozenset(self.unknown))
+                             step_rule=rule, unknown=frozenset(self.unknown),
+                             exists=self._existed)
         return want, outcome.next_state
+
+    def _existed(self, device_id: str, module_id: str | None) -> bool:
+        return self.oracle.device(device_id, module_id) is not None
 
     def bulk_step(self, entries: Any, *, rule: str | None = None, raw: bytes | None = None,
                   readback: bool = True, api_version: str | None = None) -> Exchange:
@@ -419,14 +423,17 @@ class Context:
         etag = checks.member(body, "etag") if isinstance(body, dict) else None
         if isinstance(etag, str):
             self.etags[device_id] = etag
-        self.judge("readback-device", [
-            p._replace(message=f"device {device_id!r}: {p.message}") for p in
-            checks.readback_device(body, want, generated_keys=device_id not in self.explicit_keys,
-                                   carried=self.device_carried.get(device_id))
-        ], payload=payload, exchanges=exchanges)
+        device_diffs = checks.readback_device(
+            body, want, generated_keys=device_id not in self.explicit_keys,
+            carried=self.device_carried.get(device_id))
+        self.judge("readback-device", [p._replace(message=f"device {device_id!r}: {p.message}")
+                                       for p in device_diffs], payload=payload,
+                   exchanges=exchanges)
         twin = self.client.get_twin(device_id)
         self.shape_checks(twin, payload, None)
         if twin.status in {401, 429} or twin.status >= 500:
+            if device_diffs:
+                self.resync({device_id})
             return
         if twin.status != 200:
             self.judge("readback-twin", [f"twin {device_id!r}: GET answered {twin.status}"],
@@ -437,12 +444,14 @@ class Context:
         if isinstance(twin_etag, str):
             self.twin_etags[device_id] = twin_etag
         want_twin = self.oracle.twin(device_id) or {}
-        self.judge("readback-twin", [
-            p._replace(message=f"twin {device_id!r}: {p.message}")
-            for p in checks.readback_twin(twin_body, want_twin,
+        twin_diffs = checks.readback_twin(twin_body, want_twin,
                                           carried=self.twin_carried.get(device_id),
-                                          device_carried=self.device_carried.get(device_id))],
-            payload=payload, exchanges=[cause, twin])
+                                          device_carried=self.device_carried.get(device_id))
+        self.judge("readback-twin", [p._replace(message=f"twin {device_id!r}: {p.message}")
+                                     for p in twin_diffs], payload=payload,
+                   exchanges=[cause, twin])
+        if device_diffs or twin_diffs:  # even an open difference: later steps must not inherit it
+            self.resync({device_id})
 
 
 def _parsed(body: bytes) -> Any:

@@ -92,6 +92,11 @@ _ROWS = [
              "DOC-TW", "dropped or kept", "open"),
     Decision("keys", "Symmetric keys", "16–64 bytes, both or neither; empty or null: generate",
              "CS SymmetricKey, NODE", "a looser endpoint is a deviation", "observed"),
+    Decision("update-omitted-members", "Members and twin sections an update leaves out",
+             "device members reset to their defaults; tags and desired kept unless the entry "
+             "carries them", "DOC-BULK \"existing information is overwritten with the provided "
+             "input data\"", "reset, kept or cleared: a read-back holds only what the write "
+             "carried", "open"),
     Decision("update-replaces", "Update without `authentication`",
              "identity replaced, keys regenerated; tags/desired replaced only if the entry "
              "carries them", "DOC-BULK \"overwritten\"", "kept or regenerated keys", "open"),

@@ -153,7 +153,7 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
                     progress.stats = lambda: _live_stats(ctx)
             try:
                 if settings.replay is not None:
-                    _replay(ctx, settings.replay)
+                    _replay(ctx, settings.replay, errors)
                 else:
                     suites.run_all(ctx, errors)
             except KeyboardInterrupt:
@@ -221,10 +221,15 @@ def _live_stats(ctx: Context) -> str:
             f"{failed} failed, {deviations} deviation(s)")
 
 
-def _replay(ctx: Context, replay: dict[str, Any]) -> None:
+def _replay(ctx: Context, replay: dict[str, Any], errors: list[str]) -> None:
     """Re-send a replay file's sequence in this run's fresh prefix, every check applied."""
     differential.run(ctx)
-    replay_calls.run(ctx, replay)
+    try:
+        replay_calls.run(ctx, replay)
+    except OutOfTime:
+        if ctx.client.interrupted:
+            raise KeyboardInterrupt from None
+        errors.append("replay: --time-budget spent before the sequence ended")
 
 
 def _cleanup(ctx: Context, errors: list[str], interrupted: bool) -> list[str]:

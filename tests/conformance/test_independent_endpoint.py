@@ -37,12 +37,23 @@ class FalseFailure(NamedTuple):
                                         f"{self.why}")
 
 
+class Fixed(NamedTuple):
+    """A false failure this endpoint found in the kit, since fixed: the case must pass, and the
+    record says what the kit got wrong (regression history)."""
+
+    checks: frozenset[str]
+    why: str
+
+    def mark(self) -> Any:
+        return ()
+
+
 class UnexpectedFailure(Exception):
     pass
 
 
 # one non-default switch per case: (id, Options keyword arguments, known false failure)
-SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
+SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]] = [
     ("omitted-mode-create", {"omitted_mode": "create"}, None),
     ("omitted-mode-entry-error", {"omitted_mode": "entry-error"}, None),
     ("omitted-mode-request-error", {"omitted_mode": "request-error"}, None),
@@ -73,7 +84,7 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
     ("duplicate-keys-last-wins", {"duplicate_keys": "last-wins"}, None),
     ("twin-etag-on-update-if-match", {"twin_etag_on_update_if_match": True}, None),
     ("too-many-400", {"too_many_status": 400}, None),
-    ("too-many-403", {"too_many_status": 403}, FalseFailure(frozenset({"status-declared"}), (
+    ("too-many-403", {"too_many_status": 403}, Fixed(frozenset({"status-declared"}), (
         "403 for more than 100 entries (decision too-many-status: 'any rejection; 400 or 403 "
         "instead of 413 is a deviation', observed; facts §8: Node/Java map 403 to "
         "TooManyDevices) fails status-declared (contract): 'HTTP 403 is not declared'"))),
@@ -93,14 +104,14 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
     ("status-reason-utf16-length", {"status_reason_unit": "utf16"}, None),
     ("twin-size-in-bytes", {"twin_size_unit": "bytes"}, None),
     ("twin-change-new-device-etag", {"twin_bumps_device_etag": True}, None),
-    ("update-clears-twin", {"update_clears_twin": True}, FalseFailure(
+    ("update-clears-twin", {"update_clears_twin": True}, Fixed(
         frozenset({"readback-twin"}),
         "an update entry without tags/desired empties them: the literal reading of DOC-BULK's "
         "update ('existing information is overwritten with the provided input data', facts "
         "§3.2: 'Update is a replace, not a merge'); no source says the twin survives, the "
         "decisions table leaves it unlisted, yet readback-twin (documented) fails it: "
         "'tags: expected {...}, got null'")),
-    ("update-twin-clears", {"update_twin_clears": True}, FalseFailure(
+    ("update-twin-clears", {"update_twin_clears": True}, Fixed(
         frozenset({"readback-twin"}),
         "an updateTwin entry carrying only tags empties desired (and vice versa): DOC-BULK's "
         "updateTwin 'existing information is overwritten with the provided input data' (facts "
@@ -109,7 +120,7 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
         " and, the oracle not re-synchronised, later unrelated payloads too")),
 ]
 
-COMBINATIONS: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
+COMBINATIONS: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]] = [
     ("format-b-numbers-no-header", {"error_format": "B", "entry_codes": "numbers",
                                     "error_header": "none", "warnings": "absent"}, None),
     ("lenient-endpoint", {"omitted_mode": "create", "status_reason_limit": False,
@@ -124,14 +135,14 @@ COMBINATIONS: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
 
 # Faithful alternatives the kit fails only with schemathesis: each is also a cheap case above
 # (which passes); here with the suite that fails it, so the false failure stays on record.
-SCHEMATHESIS_CASES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
-    ("numeric-entry-codes-schema", {"entry_codes": "numbers"}, FalseFailure(
+SCHEMATHESIS_CASES: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]] = [
+    ("numeric-entry-codes-schema", {"entry_codes": "numbers"}, Fixed(
         frozenset({"schemathesis:response_schema_conformance"}),
         "numeric per-entry errorCodes (decision error-code-form: 'names or numeric codes', "
         "open) fail schemathesis:response_schema_conformance (contract): openapi.json types "
         "DeviceRegistryOperationError.errorCode as the string enum only")),
     ("per-entry-invalid-200-schema", {"invalid_entries": "entry", "failure_status": 200},
-     FalseFailure(frozenset({"schemathesis:negative_data_rejection"}),
+     Fixed(frozenset({"schemathesis:negative_data_rejection"}),
                   "per-entry errors for the invalid entries (decision request-or-entry: open) "
                   "answered 200 + isSuccessful:false (decision per-entry-status: a deviation) "
                   "fail schemathesis:negative_data_rejection (contract): 'Schema-violating "
@@ -139,7 +150,7 @@ SCHEMATHESIS_CASES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
     # module entries accepted without their parent (decision module-entries: a deviation), so
     # that schemathesis' module entry carrying "$version": {} is applied rather than failed
     ("metadata-types-ignored-schema", {"metadata_types": "ignored",
-                                       "module_parent": "not-required"}, FalseFailure(
+                                       "module_parent": "not-required"}, Fixed(
         frozenset({"schemathesis:negative_data_rejection"}),
         "ignoring the service-maintained $metadata/$version at the root of desired/reported "
         "whatever their value (rule twin-metadata-ignored: 'a bulk call does not set them') "
@@ -177,18 +188,20 @@ def _run(hub: IndependentHub, suites: tuple[str, ...] = CHEAP_SUITES, *, seed: i
                         time_budget=time_budget))
 
 
-def _assert_passes(result: Result, known: FalseFailure | None = None) -> None:
+def _assert_passes(result: Result, known: FalseFailure | Fixed | None = None) -> None:
+    if isinstance(known, Fixed):
+        known = None
     strict = result.settings.strict
     failed = [f.to_dict(strict) for f in result.failures if f.verdict(strict) == "failed"]
     if known is not None and {f["check"] for f in failed} - known.checks:
         raise UnexpectedFailure(failed)
     assert failed == []
-    assert result.exit_code() == 0
+    assert result.exit_code() == 0, (result.errors, result.leaks, result.tally)
 
 
-def _cases(cases: list[tuple[str, dict[str, Any], FalseFailure | None]],
+def _cases(cases: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]],
            suites: tuple[str, ...]) -> list[Any]:
-    return [pytest.param(options, suites, known, id=name, marks=known.mark() if known else ())
+    return [pytest.param(options, suites, known, id=name, marks=known.mark() if known else ())  # type: ignore[arg-type]
             for name, options, known in cases]
 
 
@@ -200,7 +213,8 @@ def test_all_defaults_pass_every_suite(endpoint: Any) -> None:
                          _cases(SWITCHES + COMBINATIONS, CHEAP_SUITES)
                          + _cases(SCHEMATHESIS_CASES, ("schemathesis",)))
 def test_faithful_alternative_passes(endpoint: Any, options: dict[str, Any],
-                                     suites: tuple[str, ...], known: FalseFailure | None) -> None:
+                                     suites: tuple[str, ...],
+                                     known: FalseFailure | Fixed | None) -> None:
     if suites == CHEAP_SUITES:
         _assert_passes(_run(endpoint(**options), suites), known)
     else:  # schemathesis alone: its first run in a process spends seconds loading the schema

@@ -15,6 +15,7 @@ from .test_independent_endpoint import (
     CHEAP_SUITES,
     SWITCHES,
     FalseFailure,
+    Fixed,
     _assert_passes,
     _cases,
     endpoint,
@@ -51,18 +52,18 @@ OPEN_SWITCHES = {  # switch -> its decision in decisions.py (evidence "open")
     "throttled-without-retry-after": "retry-after",
 }
 STRICT_FALSE_FAILURES = {
-    "omitted-mode-entry-error": FalseFailure(frozenset({"status"}), (
+    "omitted-mode-entry-error": Fixed(frozenset({"status"}), (
         "under --strict, an error for an entry without importMode (decision "
         "omitted-import-mode: open) fails check status (inferred): 'expected HTTP 200, got "
         "400'")),
-    "omitted-mode-request-error": FalseFailure(frozenset({"differential"}), (
+    "omitted-mode-request-error": Fixed(frozenset({"differential"}), (
         "under --strict, a request-level error for an entry without importMode (decision "
         "omitted-import-mode: open) fails check differential (inferred): 'the validator "
         "accepts the request; the endpoint rejected it as a whole (HTTP 400, ArgumentNull)'")),
 }
-STRICT_CASES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
+STRICT_CASES: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]] = [
     ("strict-base", {}, None),
-    ("older-api-accepted", {"older_api": "accept"}, FalseFailure(
+    ("older-api-accepted", {"older_api": "accept"}, Fixed(
         frozenset({"request-error-code"}),
         "under --strict, accepting api-version 2019-03-30 (decision older-api-versions: "
         "'acceptance, or 400 InvalidProtocolVersion', open) and refusing its twin arrays with "
@@ -75,7 +76,7 @@ STRICT_CASES: list[tuple[str, dict[str, Any], FalseFailure | None]] = [
 @pytest.mark.parametrize(("options", "suites", "known"), _cases(STRICT_CASES, CHEAP_SUITES))
 def test_open_alternative_passes_strict(endpoint: Any, options: dict[str, Any],
                                         suites: tuple[str, ...],
-                                        known: FalseFailure | None) -> None:
+                                        known: FalseFailure | Fixed | None) -> None:
     hub = endpoint(**{**STRICT_BASE, **options})
     _assert_passes(run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
                                 suites=suites, max_examples=2, seed=7, time_budget=1.5,

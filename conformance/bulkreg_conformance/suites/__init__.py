@@ -53,6 +53,7 @@ def run_all(ctx: Context, errors: list[str]) -> None:
     from bulkreg_conformance.client import (  # noqa: PLC0415 - keeps this module light
         BudgetExceeded,
         EndpointUnreachable,
+        OutOfTime,
     )
 
     for name, module_name in MODULES.items():
@@ -63,6 +64,10 @@ def run_all(ctx: Context, errors: list[str]) -> None:
         ctx.progress(name)
         try:
             module.run(ctx)
+        except OutOfTime:
+            if ctx.client.interrupted:
+                raise KeyboardInterrupt from None
+            return  # --time-budget spent: the run ends as it does between cases, no error
         except BudgetExceeded as exc:
             errors.append(f"{name}: {exc}; the run stopped early")
             return

@@ -18,6 +18,7 @@ from bulkreg_conformance import decisions
 from bulkreg_conformance.checks import (
     API_VERSION,
     Problem,
+    accept_evidence,
     code_name,
     entry_at,
     error_code,
@@ -59,11 +60,7 @@ def compare(body: bytes, api_version: str, exchange: Exchange) -> list[Problem]:
         level = rejection_evidence(request.rule, entry_at(_entries(body), request))
         return _rejected(request.rule, request.code, level, exchange, result)
     if rejected_whole(exchange):
-        level = decisions.evidence("request-or-entry") if report.errors else "contract"
-        if api_version != API_VERSION:
-            level = weakest(level, decisions.evidence("older-api-versions"))
-        if any(f.severity == "warning" for f in report.findings):
-            level = weakest(level, "inferred")  # a warning is not a rejection, nor a promise
+        level = accept_evidence(report, _entries(body), api_version)
         return [Problem("differential", f"the validator accepts the request; the endpoint "
                         f"rejected it as a whole (HTTP {exchange.status}, "
                         f"{error_code(exchange)})", level)]
