@@ -839,16 +839,18 @@ def _open(node: Any) -> None:
         for keyword, named in rule.items():
             if _weak(named):
                 node.pop(keyword, None)
-    properties = node.get("properties")
-    if isinstance(properties, dict):
-        required = set(node.get("required", []))
-        for name, schema in properties.items():
-            if name.startswith("$"):  # service-maintained ($metadata, $version): not checked
-                properties[name] = {}
-            elif name not in required and isinstance(schema, dict):
-                _nullable(schema)
-    for value in node.values():
-        _open(value)
+    required = set(node.get("required", [])) if isinstance(node.get("required"), list) else set()
+    for key, value in node.items():
+        if key == "properties" and isinstance(value, dict):  # the keyword: member -> schema
+            for name, schema in value.items():
+                if name.startswith("$"):  # service-maintained ($metadata, $version): unchecked
+                    value[name] = {}
+                    continue
+                if name not in required and isinstance(schema, dict):
+                    _nullable(schema)
+                _open(schema)
+        else:
+            _open(value)
 
 
 def _nullable(schema: dict[str, Any]) -> None:

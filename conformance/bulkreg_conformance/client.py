@@ -61,6 +61,7 @@ __all__ = [
     "OutOfTime",
     "PrefixViolation",
     "RailsAdapter",
+    "RequestCut",
     "Unset",
 ]
 
@@ -90,6 +91,11 @@ class BudgetExceeded(ClientError):
 
 class OutOfTime(BudgetExceeded):
     """The run's (or its cleanup's) time ran out: the request was not sent, or was cut."""
+
+
+class RequestCut(OutOfTime):
+    """A request in flight was cut when the run's time ran out: the endpoint left it unanswered
+    past the budget (its grace included), which the run reports."""
 
 
 class EndpointUnreachable(ClientError):
@@ -740,8 +746,8 @@ class Client:
         except RequestDeadline as exc:
             if exc.by_run:
                 whose = "the cleanup's" if self.cleaning else "the run's"
-                raise OutOfTime(f"{where}: cut when {whose} time ran out (no complete answer "
-                                f"within {exc.seconds:.1f} s)") from None
+                raise RequestCut(f"{where}: cut when {whose} time ran out (no complete answer "
+                                 f"within {exc.seconds:.1f} s)") from None
             raise EndpointUnreachable(f"{where}: no complete answer within {exc.seconds:.1f} s",
                                       "timeout", f"no complete answer within "
                                       f"{exc.seconds:.0f} s") from None

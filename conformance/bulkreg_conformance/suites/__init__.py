@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bulkreg_conformance.context import Context
 
-__all__ = ["MODULES", "SUITES", "hypothesis_home", "run_all"]
+__all__ = ["MODULES", "SUITES", "SuiteError", "hypothesis_home", "run_all"]
 
 # name -> module, in running order; differential first: it installs a hook the other suites'
 # bulk calls feed.
@@ -30,6 +30,11 @@ MODULES = {
     "schemathesis": "schemathesis_suite",
 }
 SUITES = tuple(MODULES)
+
+
+class SuiteError(Exception):
+    """A suite could not test what it should (a tool it drives failed): an error of the run,
+    never a verdict on the endpoint, and never a silent pass."""
 
 
 _HOME: list[str] = []
@@ -54,6 +59,7 @@ def run_all(ctx: Context, errors: list[str]) -> None:
         BudgetExceeded,
         EndpointUnreachable,
         OutOfTime,
+        RequestCut,
     )
 
     for name, module_name in MODULES.items():
@@ -64,9 +70,11 @@ def run_all(ctx: Context, errors: list[str]) -> None:
         ctx.progress(name)
         try:
             module.run(ctx)
-        except OutOfTime:
+        except OutOfTime as exc:
             if ctx.client.interrupted:
                 raise KeyboardInterrupt from None
+            if isinstance(exc, RequestCut):  # the endpoint held a request past the budget
+                errors.append(f"{name}: {exc}; the run stopped early")
             return  # --time-budget spent: the run ends as it does between cases, no error
         except BudgetExceeded as exc:
             errors.append(f"{name}: {exc}; the run stopped early")
@@ -74,3 +82,5 @@ def run_all(ctx: Context, errors: list[str]) -> None:
         except EndpointUnreachable as exc:
             errors.append(f"{name}: endpoint unreachable: {exc}")
             return
+        except SuiteError as exc:
+            errors.append(f"{name}: {exc}")

@@ -50,7 +50,7 @@ from bulkreg_conformance.checks import (
 from bulkreg_conformance.client import ID_PATTERN, KEEP_BYTES, Exchange, RailsAdapter, bulk_ids
 from bulkreg_conformance.context import ID_MAX
 from bulkreg_conformance.oracle import API_VERSIONS
-from bulkreg_conformance.suites import hypothesis_home
+from bulkreg_conformance.suites import SuiteError, hypothesis_home
 
 if TYPE_CHECKING:
     from schemathesis.core.transport import Response
@@ -334,8 +334,8 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
                 # schemathesis swallows Ctrl-C/SIGTERM; the runner must clean up (its own stop,
                 # on time or budget, is no interruption)
                 raise KeyboardInterrupt
-            elif isinstance(event, events.FatalError):
-                raise RuntimeError(f"schemathesis: {event.exception}")
+            elif isinstance(event, (events.FatalError, events.NonFatalError)):
+                raise SuiteError(f"schemathesis could not run: {_error_text(event)}")
             if ctx.client.stopped:
                 stream.stop()
     finally:
@@ -478,3 +478,8 @@ def _now() -> float:
     import time  # noqa: PLC0415
 
     return time.monotonic()
+
+
+def _error_text(event: Any) -> str:
+    error = getattr(event, "value", None) or getattr(event, "exception", None) or event
+    return " ".join(str(error).split())[:300]
