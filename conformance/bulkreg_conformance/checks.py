@@ -849,6 +849,9 @@ def _open(node: Any) -> None:
                 if name not in required and isinstance(schema, dict):
                     _nullable(schema)
                 _open(schema)
+        elif key in {"$defs", "definitions", "schemas"} and isinstance(value, dict):
+            for schema in value.values():  # a name -> schema map (a schema may be "properties")
+                _open(schema)
         else:
             _open(value)
 

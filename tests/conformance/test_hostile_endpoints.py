@@ -128,7 +128,8 @@ def test_ten_mib_answers_keep_memory_and_reports_small(tmp_path: Path) -> None:
     assert junit.stat().st_size < 10 * 1024 * 1024
     data = json.loads(report.read_text(encoding="utf-8"))
     kept = [e["response"] for f in data["failures"] for e in f["exchanges"]]
-    assert kept and all(r["truncated"] for r in kept)
+    assert kept and all(r["truncated"] for r in kept), [
+        (r["status"], r.get("size"), r["body"][:80]) for r in kept if not r["truncated"]]
     assert all(len(r["body"]) <= 64 * 1024 for r in kept)
 
 

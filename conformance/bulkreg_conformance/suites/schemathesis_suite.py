@@ -410,10 +410,14 @@ def _exchange(ctx: Context, recorder: ScenarioRecorder, case_id: str) -> Exchang
         return Exchange(request.method, request.uri, headers, request.body or b"", 0, {}, b"",
                         0.0, "sas")
     scrub = ctx.client.redactor
+    content = scrub.bytes(response.content)
+    length = _header(response.headers, "content-length")
+    sent = int(length) if length.isdigit() else len(content)  # the recorder keeps only a start
     return Exchange(request.method, request.uri, headers, request.body or b"",
                     response.status_code,
                     {scrub.text(k): scrub.text(", ".join(v)) for k, v in response.headers.items()},
-                    scrub.bytes(response.content), response.elapsed, "sas").kept()
+                    content, response.elapsed, "sas", truncated=sent > len(content),
+                    size=max(sent, len(content))).kept()
 
 
 # -- our own check, scoped to this schema ----------------------------------------------------
