@@ -13,10 +13,13 @@ import functools
 import gc
 import random
 import re
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -119,8 +122,20 @@ class Hub:
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = MAX_BODY
-        response = self.respond(request)
+        try:
+            response = self.respond(request)
+        except Exception as exc:  # a hub bug: the client gets IoT Hub's 500, the log one line
+            _log_failure(request, exc)
+            response = self._response(self.registry.error(
+                500, "ServerError", "the hub failed on this request; see its log"))
         return response(environ, start_response)
+
+    def error_body(self, status: int, code: str, text: str) -> tuple[list[tuple[str, str]],
+                                                                      bytes]:
+        """IoT Hub's generic error answer as headers and body (for the HTTP server's own
+        refusals: framing, oversize bodies)."""
+        plan = self.registry.error(status, code, text)
+        return list(plan.headers.items()), orjson.dumps(plan.body)
 
     def respond(self, request: Request) -> Response:
         try:
@@ -132,8 +147,8 @@ class Hub:
             plan = handler(request, api_version, *args)
         except _Refused as refused:
             return self._response(refused.plan)
-        # a body left unread by an early refusal is drained (or the connection closed) by the
-        # keep-alive handler (server.py), so it is never taken for the next request.
+        # the server (server.py) buffered the whole request before calling us: a body left
+        # unread by an early refusal is simply dropped, never taken for the next request.
         return self._response(plan)
 
     def _response(self, plan: Plan) -> Response:
@@ -341,6 +356,15 @@ class Hub:
         except (ValueError, TypeError, AttributeError) as exc:
             return self.registry.error(400, "ArgumentInvalid", str(exc))
         return _ok(self.status())
+
+
+def _log_failure(request: Request, exc: BaseException) -> None:
+    """One line on stderr: what failed, where, on which request (never the body)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = repr(exc).replace("\n", " ")[:300]
+    print(f"bulkreg serve: 500 on {request.method} {request.path}: {text}{where}",
+          file=sys.stderr, flush=True)
 
 
 def _ok(body: Any) -> Plan:
