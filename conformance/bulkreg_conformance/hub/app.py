@@ -29,6 +29,7 @@ import bulkreg_schema
 from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
+from .bounds import more_entries_than
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
@@ -270,7 +271,14 @@ class Hub:
         return request.get_data(cache=False)
 
     def _bulk(self, request: Request, api_version: str) -> Plan:
-        checked = check_bulk(self._body(request), api_version=api_version)  # pure: unlocked
+        body = self._body(request)
+        limit = bulkreg_schema.contract().max_entries
+        if more_entries_than(body, limit):  # decided before any entry is looked at
+            return self.registry.error(
+                413, "TooManyDevices",
+                f"the value has more than {limit} entries: a bulk call carries at most {limit} "
+                "entries")
+        checked = check_bulk(body, api_version=api_version)  # pure: unlocked
         return self._run(lambda reg: reg.plan_bulk(checked))
 
     def _get_device(self, request: Request, api_version: str, device_id: str) -> Plan:

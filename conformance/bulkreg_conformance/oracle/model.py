@@ -738,6 +738,8 @@ class Registry:
                      id_field: str) -> tuple[dict[str, Any], Plan | None]:
         try:
             parsed = _parse(body)
+        except RecursionError:  # orjson took it (<= 1024 levels), the stdlib fallback did not
+            return {}, self.error(400, "IotHubFormatError", "the body nests too deep")
         except ValueError:
             return {}, self.error(400, "IotHubFormatError", "the body is not valid JSON")
         if type(parsed) is not dict:
@@ -749,7 +751,14 @@ class Registry:
         return parsed, None
 
     def _rejection(self, entries: list[dict[str, Any]], api_version: str) -> Plan | None:
-        checked = check_bulk(orjson.dumps(entries), api_version=api_version)
+        try:
+            text = orjson.dumps(entries)
+        except TypeError:  # deeper than orjson writes (255): the stdlib writes what it read
+            try:
+                text = json.dumps(entries).encode()
+            except RecursionError:
+                return self.error(400, "IotHubFormatError", "the body nests too deep")
+        checked = check_bulk(text, api_version=api_version)
         if checked.rejection is None:
             return None
         return self.error(400, checked.rejection.code or "ArgumentInvalid",
