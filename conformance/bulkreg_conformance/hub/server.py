@@ -46,7 +46,7 @@ ErrorBody = Callable[[int, str, str], tuple[list[tuple[str, str]], bytes]]
 _CODES = {400: "GenericBadRequest", 413: "MessageTooLarge", 431: "GenericBadRequest",
           501: "GenericBadRequest", 500: "ServerError"}
 _RAW_HIGH = 1 << 20  # encrypted bytes waiting for the socket before send() pushes back
-_LINGER = 10.0  # seconds a closing TLS connection may take to take its last bytes
+_LINGER = 2.0  # seconds a closing connection may take to take its answer, or to stop sending
 
 
 class Limits:
@@ -112,10 +112,17 @@ class _Task(WSGITask):  # type: ignore[misc]
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
+    """waitress's channel with a whole-request deadline and a lingering close."""
+
     parser_class = _Parser
     task_class = _Task
     error_task_class = _ErrorTask
     request_started = 0.0  # monotonic time of the first byte of the request being read
+    # A close while the client is still sending (a refused oversize body, say) would make the
+    # kernel answer the unread bytes with a reset, and the client could lose the answer. So
+    # the close ends our side first and discards what still arrives, for at most _LINGER s.
+    lingering_since: float | None = None
+    expired = False  # past a deadline: closed at the loop's next turn, without lingering
 
     def received(self, data: bytes) -> bool:
         if self.request is None:
@@ -123,9 +130,54 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
         return bool(super().received(data))
 
     def overdue(self, now: float, deadline: float) -> bool:
-        """A request begun and not complete within the deadline."""
+        """Lingered long enough, or a request begun and not complete within the deadline."""
+        if self.lingering_since is not None:
+            return now - self.lingering_since > _LINGER
         return self.request is not None and not self.requests and \
             now - self.request_started > deadline
+
+    def expire(self) -> None:
+        # not closed here: the server calls this while the loop is collecting sockets to poll
+        self.expired = True
+
+    def readable(self) -> bool:
+        return self.lingering_since is not None or bool(super().readable())
+
+    def writable(self) -> bool:
+        return self.expired or (self.lingering_since is None and bool(super().writable()))
+
+    def handle_write(self) -> None:
+        if self.expired:
+            self._close_now()  # a request past its deadline has no answer to protect
+            return
+        super().handle_write()
+
+    def handle_read(self) -> None:
+        if self.lingering_since is None:
+            super().handle_read()
+            return
+        try:
+            data = self.socket.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_now()
+
+    def handle_close(self) -> None:
+        if self.lingering_since is not None or self.socket is None:
+            self._close_now()
+            return
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_now()
+            return
+        self.lingering_since = time.monotonic()
+
+    def _close_now(self) -> None:
+        HTTPChannel.handle_close(self)
 
 
 class _TlsChannel(_Channel):
@@ -140,14 +192,12 @@ class _TlsChannel(_Channel):
         self._tls_lock = threading.Lock()  # task threads send() while the loop reads
         self._raw = bytearray()
         self._handshaken = False
-        self._closing_at: float | None = None
+        self._closing = False
         super().__init__(server, sock, addr, adj, map)
         self.request_started = time.monotonic()  # the handshake is under the deadline too
 
     def overdue(self, now: float, deadline: float) -> bool:
-        if self._closing_at is not None:
-            return now - self._closing_at > _LINGER
-        if not self._handshaken:
+        if not self._handshaken and self.lingering_since is None:
             return now - self.request_started > deadline
         return super().overdue(now, deadline)
 
@@ -183,6 +233,9 @@ class _TlsChannel(_Channel):
             plain += chunk
 
     def handle_read(self) -> None:
+        if self.lingering_since is not None:
+            super().handle_read()  # discard
+            return
         try:
             raw = self.socket.recv(self.adj.recv_bytes)
         except BlockingIOError:
@@ -218,9 +271,13 @@ class _TlsChannel(_Channel):
         return written
 
     def writable(self) -> bool:
-        return bool(self._raw) or bool(super().writable())
+        return self.expired or (self.lingering_since is None and
+                                (bool(self._raw) or bool(super().writable())))
 
     def handle_write(self) -> None:
+        if self.expired:
+            self._close_now()
+            return
         try:
             with self._tls_lock:
                 self._push()
@@ -229,21 +286,22 @@ class _TlsChannel(_Channel):
             return
         if self._raw:
             return  # the rest when the socket is writable again; waitress's own turn after
-        if self._closing_at is not None:
-            self._close_now()
+        if self._closing:
+            super().handle_close()  # all sent: linger
             return
         super().handle_write()
 
     def handle_close(self) -> None:
-        if self._raw and self.socket is not None and self._closing_at is None:
-            self._closing_at = time.monotonic()  # the answer's last bytes first
+        if self._raw and self.socket is not None and self.lingering_since is None:
+            self._closing = True  # the answer's last bytes first (handle_write)
             self.will_close = True
+            self.lingering_since = None
             return
-        self._close_now()
+        super().handle_close()
 
     def _close_now(self) -> None:
         self._raw.clear()
-        super().handle_close()
+        super()._close_now()
 
 
 class Server(TcpWSGIServer):  # type: ignore[misc]
@@ -274,10 +332,7 @@ class Server(TcpWSGIServer):  # type: ignore[misc]
         mono = time.monotonic()
         for channel in list(self.active_channels.values()):
             if channel.overdue(mono, self.limits.request_timeout):
-                if isinstance(channel, _TlsChannel):
-                    channel._close_now()
-                else:
-                    channel.will_close = True
+                channel.expire()
 
     def serve_forever(self) -> None:
         try:
