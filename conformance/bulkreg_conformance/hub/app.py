@@ -26,7 +26,7 @@ import orjson
 from werkzeug.wrappers import Request, Response
 
 import bulkreg_schema
-from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk
+from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk, reads
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
 from .bounds import more_entries_than
@@ -140,9 +140,13 @@ class Hub:
 
     def respond(self, request: Request) -> Response:
         try:
+            # decision: the token first. An unauthenticated caller gets 401 for any route and
+            # any api-version, so it cannot map which routes and versions exist; which policy
+            # rights the route needs is checked once the route is known.
+            policy = self._authenticate(request)
             handler, args, permissions = self._route(request)
             api_version = self._api_version(request, handler)
-            self._authorize(request, permissions)
+            self._authorize(policy, permissions)
             if handler != self._admin:
                 self._inject_faults()
             plan = handler(request, api_version, *args)
@@ -164,29 +168,56 @@ class Hub:
     Handler = Callable[..., Plan]
 
     def _route(self, request: Request) -> tuple[Handler, tuple[str, ...], frozenset[str]]:
+        # a trailing slash is the same resource: Node's Registry.list() sends GET /devices/
         parts = request.path.strip("/").split("/")
         method = request.method
-        table: dict[tuple[str, int], dict[str, tuple[Hub.Handler, frozenset[str]]]] = {
-            ("devices", 1): {"POST": (self._bulk, _WRITE)},
-            ("devices", 2): {"GET": (self._get_device, _READ), "PUT": (self._put_device, _WRITE),
-                             "DELETE": (self._delete_device, _WRITE)},
-            ("devices", 4): {"GET": (self._get_module, _READ)},
-            ("twins", 2): {"GET": (self._get_twin, _TWIN), "PUT": (self._replace_twin, _TWIN),
-                           "PATCH": (self._update_twin, _TWIN)},
-            ("twins", 4): {"GET": (self._get_module_twin, _TWIN)},
-            ("_bulkreg", 2): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
-            ("_bulkreg", 3): {"POST": (self._admin, _ADMIN)},
-        }
-        methods = table.get((parts[0], len(parts)))
-        if methods is None or (len(parts) == 4 and parts[2] != "modules") or \
-                (parts[0] == "_bulkreg" and parts[1] != "admin") or not all(parts):
-            raise _Refused(self.registry.error(404, "GenericNotFound",
-                                               f"no such resource: {request.path}"))
+        if not all(parts):
+            raise self._not_found(request)
+        third = parts[2] if len(parts) > 2 and parts[0] != "_bulkreg" else None
+        key = (parts[0], len(parts), third)
+        if key == ("devices", 2, None) and parts[1] == "query":
+            # POST /devices/query; a device named query stays reachable with GET/PUT/DELETE
+            key = ("devices", 2, "query")
+        elif parts[0] in ("statistics", "_bulkreg") and \
+                parts[1:2] != [{"statistics": "devices", "_bulkreg": "admin"}[parts[0]]]:
+            raise self._not_found(request)
+        methods = self._table.get(key)
+        if key == ("devices", 2, "query") and method != "POST":
+            methods = self._table[("devices", 2, None)]
+        if methods is None:
+            raise self._not_found(request)
         if method not in methods:
             raise _Refused(self.registry.error(405, "GenericMethodNotAllowed",
                                                f"{method} is not allowed on {request.path}"))
         handler, permissions = methods[method]
         return handler, tuple(parts[1:]), permissions
+
+    def _not_found(self, request: Request) -> _Refused:
+        return _Refused(self.registry.error(404, "GenericNotFound",
+                                            f"no such resource: {request.path}"))
+
+    @functools.cached_property
+    def _table(self) -> dict[tuple[str, int, str | None],
+                             dict[str, tuple[Hub.Handler, frozenset[str]]]]:
+        """(first segment, segments, third segment) -> method -> (handler, permissions)."""
+        return {
+            ("devices", 1, None): {"POST": (self._bulk, _WRITE), "GET": (self._list, _READ)},
+            ("devices", 2, None): {"GET": (self._get_device, _READ),
+                                   "PUT": (self._put_device, _WRITE),
+                                   "DELETE": (self._delete_device, _WRITE)},
+            ("devices", 2, "query"): {"POST": (self._query, _READ)},
+            ("devices", 3, "modules"): {"GET": (self._list_modules, _READ)},
+            ("devices", 4, "modules"): {"GET": (self._get_module, _READ),
+                                        "PUT": (self._put_module, _WRITE),
+                                        "DELETE": (self._delete_module, _WRITE)},
+            ("statistics", 2, None): {"GET": (self._statistics, _READ)},
+            ("twins", 2, None): {"GET": (self._get_twin, _TWIN),
+                                 "PUT": (self._replace_twin, _TWIN),
+                                 "PATCH": (self._update_twin, _TWIN)},
+            ("twins", 4, "modules"): {"GET": (self._get_module_twin, _TWIN)},
+            ("_bulkreg", 2, None): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
+            ("_bulkreg", 3, None): {"POST": (self._admin, _ADMIN)},
+        }
 
     def _api_version(self, request: Request, handler: Handler) -> str:
         version = request.args.get("api-version")
@@ -216,22 +247,23 @@ class Hub:
             self._tokens[(header, path)] = (policy, int(expiry.group(1)))
         return policy
 
-    def _authorize(self, request: Request, needed: frozenset[str]) -> Policy:
+    def _authenticate(self, request: Request) -> Policy:
         header = request.headers.get("Authorization")
         try:
             if header is None:
                 raise SasError("no Authorization header")
-            policy = self._verified(header, request.path)
+            return self._verified(header, request.path)
         except SasError as exc:
             raise _Refused(self.registry.error(401, "IotHubUnauthorizedAccess",
                                                f"Unauthorized: {exc.reason}")) from None
+
+    def _authorize(self, policy: Policy, needed: frozenset[str]) -> None:
         granted = needed <= policy.permissions if needed is _ADMIN else \
             bool(needed & policy.permissions)
         if not granted:
             raise _Refused(self.registry.error(
                 401, "IotHubUnauthorizedAccess",
                 f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
-        return policy
 
     def _inject_faults(self) -> None:
         faults = self.faults
@@ -286,8 +318,41 @@ class Hub:
 
     def _get_module(self, request: Request, api_version: str, device_id: str, _: str,
                     module_id: str) -> Plan:
-        return self._run(lambda reg: reg.get_device(device_id, module_id,
-                                                    api_version=api_version))
+        return self._run(lambda reg: reads.get_module(reg, device_id, module_id,
+                                                      api_version=api_version))
+
+    def _put_module(self, request: Request, api_version: str, device_id: str, _: str,
+                    module_id: str) -> Plan:
+        body, if_match = self._body(request), request.headers.get("If-Match")
+        return self._run(lambda reg: reads.put_module(reg, device_id, module_id, body, if_match,
+                                                      api_version=api_version))
+
+    def _delete_module(self, request: Request, api_version: str, device_id: str, _: str,
+                       module_id: str) -> Plan:
+        if_match = request.headers.get("If-Match")
+        return self._run(lambda reg: reads.delete_module(reg, device_id, module_id, if_match))
+
+    def _list_modules(self, request: Request, api_version: str, device_id: str,
+                      _: str) -> Plan:
+        return self._run(lambda reg: reads.list_modules(reg, device_id,
+                                                        api_version=api_version))
+
+    def _list(self, request: Request, api_version: str) -> Plan:
+        top = request.args.get("top")
+        return self._run(lambda reg: reads.list_devices(reg, top, api_version=api_version))
+
+    def _statistics(self, request: Request, api_version: str, _: str) -> Plan:
+        return self._run(reads.statistics)
+
+    def _query(self, request: Request, api_version: str, _: str) -> Plan:
+        try:
+            body = orjson.loads(self._body(request) or b"null")
+        except orjson.JSONDecodeError:
+            return self.registry.error(400, "IotHubFormatError", "the body is not valid JSON")
+        page, token = request.headers.get("x-ms-max-item-count"), \
+            request.headers.get("x-ms-continuation")
+        return self._run(lambda reg: reads.query(reg, body, page, token,
+                                                 api_version=api_version))
 
     def _put_device(self, request: Request, api_version: str, device_id: str) -> Plan:
         body, if_match = self._body(request), request.headers.get("If-Match")

@@ -342,8 +342,10 @@ class Server(TcpWSGIServer):  # type: ignore[misc]
 
     def shutdown(self) -> None:
         """Stop serving (from any thread): the loop closes every socket and returns."""
-        self.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
-        self._stopped.wait(10)
+        if not self._stopped.is_set():
+            with contextlib.suppress(OSError):  # the loop may have closed the trigger already
+                self.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            self._stopped.wait(10)
         self.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
 
     def server_close(self) -> None:
