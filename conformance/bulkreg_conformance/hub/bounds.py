@@ -3,13 +3,17 @@
 The validator builds a finding per entry and locates each one in the text: thorough, and so
 proportional to the body. A body of a million ``1,`` would cost seconds and hundreds of MiB
 before its verdict, "too many devices", is known. ``more_entries_than`` decides that verdict
-from the top-level commas alone, with C-speed regex jumps over everything nested or quoted,
-and stops at the first comma past the limit: a hostile body costs microseconds.
+first: up to 1 MiB by orjson's parse (up to 32 KiB the validator's own count is cheap enough),
+beyond from the top-level commas alone, with C-speed regex jumps over everything nested or
+quoted, stopping at the first comma past the limit: a hostile body costs microseconds, not a
+finding per entry.
 """
 
 from __future__ import annotations
 
 import re
+
+import orjson
 
 __all__ = ["more_entries_than"]
 
@@ -20,12 +24,28 @@ _LEAD = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 
 
+# Up to SMALL bytes the validator's own count is cheap enough (a body of 16,000 `1,` entries is
+# refused in 0.15-0.3 s): SDK calls (100 devices, 5-30 KB) pay nothing extra. Up to PARSE_MAX,
+# orjson's parse is the cheapest count and its memory stays bounded; beyond, the scan.
+SMALL = 32 * 1024
+PARSE_MAX = 1 << 20
+
+
 def more_entries_than(body: bytes, limit: int) -> bool:
     """Whether ``body`` is a JSON array with more than ``limit`` top-level entries.
 
     Not a parser: anything else (an object, broken JSON before the limit is reached, an array
     within the limit) answers False and is the validator's to judge. Trailing garbage after
     the limit is not looked at: past ``limit`` separators the call has too many entries."""
+    if len(body) <= SMALL:
+        return False  # the validator counts; see SMALL
+    if len(body) <= PARSE_MAX:
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # not JSON orjson takes (NaN, a BOM, …): the scan below, or the validator
+        else:
+            return type(value) is list and len(value) > limit
     start = len(body) - len(body.removeprefix(_BOM).lstrip(_LEAD))
     if body[start:start + 1] != b"[":
         return False
