@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import select
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import requests
 
 from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.hub.cli import BackgroundHub, start_background
@@ -241,3 +245,51 @@ def test_a_hub_bug_answers_500_without_a_traceback_and_logs_one_line(
     assert "Traceback" not in response.text and "planted" not in response.text
     log = capsys.readouterr().err.strip().splitlines()
     assert len(log) == 1 and "500 on GET /devices/x" in log[0] and "planted" in log[0]
+
+
+SIXTEEN = 16 * 1024 * 1024 - 64
+HOSTILE = {
+    "many entries": b"[" + b"1," * (SIXTEEN // 2 - 1) + b"1]",
+    "one huge array": b'[{"id":"a","importMode":"create","tags":{"a":['
+                      + b"1," * (SIXTEEN // 2 - 40) + b"1]}}]",
+    "empty objects": b'[{"id":"a","tags":{"a":[' + b"{}," * (SIXTEEN // 3 - 20) + b"{}]}}]",
+    "escapes": b'[{"id":"' + b'a\\"' * (SIXTEEN // 3 - 4) + b'"}]',
+    "nesting": b"[" * (SIXTEEN // 2) + b"]" * (SIXTEEN // 2),
+}
+
+
+def _peak_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_16_mib_body_costs_a_few_times_its_size(name: str) -> None:
+    """Refused before validation (413), and the server's peak memory grows by at most four
+    times the body (it grew by gigabytes before). A fresh server per body: freed memory stays
+    with the worker thread that used it, so a series would measure the thread pool."""
+    process = subprocess.Popen([sys.executable, "-m", "bulkreg_conformance.hub.cli"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().partition("=")[2]
+        cs = process.stdout.readline().strip().partition("=")[2]
+        session = requests.Session()
+        session.headers["Authorization"] = token_for(cs)
+        assert session.get(f"{url}/devices/warm", params={"api-version": API},
+                           timeout=60).status_code == 404
+        before = _peak_mib(process.pid)
+        answer = session.post(f"{url}/devices", params={"api-version": API},
+                              data=HOSTILE[name], timeout=120)
+        assert answer.status_code == 413, answer.text[:200]
+        assert answer.headers["iothub-errorcode"] in {"TooManyDevices", "MessageTooLarge"}
+        grown = _peak_mib(process.pid) - before
+        assert grown <= 4 * 16, f"peak memory grew by {grown} MiB"
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()

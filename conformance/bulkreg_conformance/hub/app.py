@@ -29,7 +29,7 @@ import bulkreg_schema
 from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk, reads
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
-from .bounds import more_entries_than
+from .bounds import refusal
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
@@ -304,12 +304,9 @@ class Hub:
 
     def _bulk(self, request: Request, api_version: str) -> Plan:
         body = self._body(request)
-        limit = bulkreg_schema.contract().max_entries
-        if more_entries_than(body, limit):  # decided before any entry is looked at
-            return self.registry.error(
-                413, "TooManyDevices",
-                f"the value has more than {limit} entries: a bulk call carries at most {limit} "
-                "entries")
+        refused = refusal(body, bulkreg_schema.contract().max_entries)  # before any entry
+        if refused is not None:
+            return self.registry.error(413, *refused)
         checked = check_bulk(body, api_version=api_version)  # pure: unlocked
         return self._run(lambda reg: reg.plan_bulk(checked))
 
