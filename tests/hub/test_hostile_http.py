@@ -4,8 +4,10 @@ afterwards, not only the status line, so a request that was wrongly executed sho
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ import requests
 from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.hub.cli import BackgroundHub, start_background
 from bulkreg_conformance.hub.server import Limits
+from bulkreg_conformance.hub.tls import local_certificates, server_context
 
 from .conftest import API, Client, token_for
 
@@ -293,3 +296,62 @@ def test_a_hostile_16_mib_body_costs_a_few_times_its_size(name: str) -> None:
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+# --- the same over TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_tls(tmp_path: Path) -> Iterator[tuple[BackgroundHub, ssl.SSLContext]]:
+    found = local_certificates(tmp_path)
+    with start_background(limits=QUICK, tls=server_context(found.cert, found.key)) as running:
+        yield running, ssl.create_default_context(cafile=str(found.ca))
+
+
+def test_a_tls_handshake_never_sent_is_cut(quick_tls: tuple[BackgroundHub, ssl.SSLContext]
+                                           ) -> None:
+    running, _ = quick_tls
+    with _connect(running) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        assert _until_closed(sock) == b""
+
+
+def test_over_tls_a_dripped_header_block_is_cut_and_a_cut_request_never_runs(
+        quick_tls: tuple[BackgroundHub, ssl.SSLContext]) -> None:
+    running, context = quick_tls
+    _create_over(running, context, "kept")
+    with context.wrap_socket(_connect(running), server_hostname="127.0.0.1") as tls:
+        tls.sendall(_head(running, "DELETE", "/devices/kept"))  # headers never finished
+        head = b"X-Pad: " + b"p" * 100
+        sent = 0
+        for byte in head:
+            readable, _, _ = select.select([tls], [], [], 0.25)
+            if readable:
+                break
+            try:
+                tls.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+        assert sent < len(head), "the whole header block went through"
+        with contextlib.suppress(ConnectionResetError, ssl.SSLError):  # no TLS goodbye: a cut
+            assert tls.recv(1 << 16) == b""
+    assert _status(_over_tls(running, context, _head(running, "GET", "/devices/kept",
+                                                     "Connection: close") + b"\r\n")) == 200
+
+
+def _over_tls(running: BackgroundHub, context: ssl.SSLContext, request: bytes) -> bytes:
+    with context.wrap_socket(_connect(running), server_hostname="127.0.0.1") as tls:
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(1 << 16):
+            answer += chunk
+    return answer
+
+
+def _create_over(running: BackgroundHub, context: ssl.SSLContext, device_id: str) -> None:
+    body = orjson.dumps([{"id": device_id, "importMode": "create"}])
+    answer = _over_tls(running, context, _head(running, "POST", "/devices",
+                                               f"Content-Length: {len(body)}",
+                                               "Connection: close") + b"\r\n" + body)
+    assert _status(answer) == 200, answer
