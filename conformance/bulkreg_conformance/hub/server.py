@@ -321,7 +321,8 @@ class Server(TcpWSGIServer):  # type: ignore[misc]
             app, host=host, port=port, threads=limits.threads,
             connection_limit=limits.connection_limit, channel_timeout=limits.idle_timeout,
             cleanup_interval=1, max_request_body_size=limits.max_body + 1,
-            max_request_header_size=64 * 1024, expose_tracebacks=False,
+            max_request_header_size=64 * 1024, recv_bytes=256 * 1024,
+            expose_tracebacks=False,
             log_socket_errors=False, url_scheme="https" if tls else "http", ident=ident,
             clear_untrusted_proxy_headers=False)
         self.host, self.port = str(self.effective_host), int(self.effective_port)
