@@ -325,6 +325,11 @@ class Server(TcpWSGIServer):  # type: ignore[misc]
             expose_tracebacks=False,
             log_socket_errors=False, url_scheme="https" if tls else "http", ident=ident,
             clear_untrusted_proxy_headers=False)
+        # The worker that made an answer sends it at once (waitress would leave a small answer
+        # to the loop thread, which then waits for its turn on the GIL while another worker
+        # computes: up to a switch interval per answer). Set after init: the keyword is
+        # deprecated, the behaviour is not.
+        self.adj.send_bytes = 1
         self.host, self.port = str(self.effective_host), int(self.effective_port)
         self._stopped = threading.Event()
 
