@@ -47,9 +47,10 @@ _ROWS = [
     Decision("enum-case", "Enum casing (`Create`, `Enabled`)",
              "parsed case-insensitively, returned canonical", "NODE e2e, DOC-IR, import repro",
              "a rejection is a deviation", "inferred"),
-    Decision("member-casing", "Member-name casing in requests (`ImportMode`, `etag`, `ID`)",
-             "unknown members (warning), so ignored",
-             "Newtonsoft.Json matches case-insensitively by default (inferred)",
+    Decision("member-casing", "Member-name casing in bulk entries (`ImportMode`, `etag`, `ID`)",
+             "matched case-insensitively when the entry lacks the exact name, as Newtonsoft.Json "
+             "does by default (Node's `updateDevices(…, false)` sends the lower-case `etag` of "
+             "`get()`); `bulkreg lint` still warns", "Newtonsoft.Json default (inferred), NODE",
              "either reading: ignored or matched case-insensitively", "open"),
     Decision("unknown-members", "Members the service does not know",
              "ignored (warning `unknown-property`)", "IMPORT-LOG",
@@ -130,6 +131,32 @@ _ROWS = [
     Decision("responses-grow", "Response members not in the 2021-04-12 definition",
              "none sent", "NODE (`modelId` on newer twins)",
              "any extra member; member names compared case-insensitively", "open"),
+    Decision("auth-first", "Route and api-version errors vs auth",
+             "the token first: without a valid token every request gets 401, so an "
+             "unauthenticated caller cannot map routes or api-versions; then 404/405 for the "
+             "route, 400 InvalidProtocolVersion, and last the policy's rights (401)",
+             "the service's order is unknown", "either order", "open"),
+    Decision("work-per-body", "Work per bulk body",
+             "more than 100 entries → 413 TooManyDevices from a scan before validation; a body "
+             "over 32 KiB with more than 100,000 JSON values or 500,000 escapes → 413 "
+             "MessageTooLarge before validation", "SWG (100 entries); the service's size cap "
+             "is unknown", "any rejection of such bodies", "open"),
+    Decision("http-framing", "HTTP framing",
+             "duplicate or malformed Content-Length, Content-Length with Transfer-Encoding, "
+             "Transfer-Encoding on HTTP/1.0 → 400 and the connection closed; a body over "
+             "16 MiB → 413 and closed; a request that never fully arrives is never executed",
+             "RFC 9112 §6.3", "– (not tested by a run)", "open"),
+    Decision("list-order", "`GET /devices` and statistics",
+             "device-id order; `top` outside 1–1000 (or not a number) means 1000; statistics "
+             "count devices, not modules", "SWG", "any order", "open"),
+    Decision("query", "`POST /devices/query`",
+             "the subset in the hub section; device-id order; an opaque continuation token "
+             "bound to the query, absent on the last page; `x-ms-item-type: Twin`",
+             "NODE, PY270 query operations", "– (not tested by a run)", "open"),
+    Decision("module-put", "Module identities over REST (PUT)",
+             "the device must exist (404 DeviceNotFound); an existing module without If-Match "
+             "→ 409 ModuleAlreadyExistsOnDevice; If-Match as for devices", "SWG, maintainer "
+             "note (azure-sdk-for-net#13241)", "– (not tested by a run)", "open"),
     Decision("module-entries", "A bulk entry with `moduleId`",
              "targets the module identity; the parent device must exist, else DeviceNotFound "
              "for the entry", "maintainer note (azure-sdk-for-net#13241)",

@@ -606,6 +606,135 @@ def accepting_unknown_members(node: Any) -> Any:
     return node
 
 
+# --- reads the SDKs make beside the bulk call (issue 8): list, query, statistics, modules -------
+
+
+def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` plus the reads the official SDKs call around the bulk operation, as the reference
+    hub serves them (``bulkreg_conformance.oracle.reads``), each with its response schema."""
+    schemas = doc["components"]["schemas"]
+    device = ref("#/components/schemas/Device")
+    schemas["Module"] = {
+        "description": "A module identity as GET/PUT /devices/{id}/modules/{mid} carry it: a "
+                       "Device's fields plus moduleId and managedBy.",
+        "allOf": [device, {"type": "object", "properties": {
+            "moduleId": {"type": "string"}, "managedBy": NULLABLE_STRING}}],
+    }
+    schemas["RegistryStatistics"] = {
+        "description": "GET /statistics/devices: device counts (modules are not counted).",
+        "type": "object",
+        "required": ["totalDeviceCount", "enabledDeviceCount", "disabledDeviceCount"],
+        "properties": {name: {"type": "integer", "minimum": 0} for name in (
+            "totalDeviceCount", "enabledDeviceCount", "disabledDeviceCount")},
+    }
+    schemas["QuerySpecification"] = {
+        "description": "POST /devices/query: SELECT * FROM devices [WHERE …] (the subset the SDKs' "
+                       "query helpers use; see the README).",
+        "type": "object", "required": ["query"],
+        "properties": {"query": {"type": "string", "minLength": 1}},
+    }
+    api_version = doc["paths"]["/devices"]["post"]["parameters"][0]
+    common = {"401": error_response("Missing, invalid or expired SAS token "
+                                    "(IotHubUnauthorizedAccess)."),
+              "429": error_response("Throttled (ThrottlingException); may carry Retry-After.")}
+    json_array = lambda item: {"application/json": {  # noqa: E731
+        "schema": {"type": "array", "items": item}}}
+    path_id = {"name": "id", "in": "path", "required": True, "description": "The device id.",
+               "schema": {"type": "string"}}
+    module_id = {"name": "mid", "in": "path", "required": True, "description": "The module id.",
+                 "schema": {"type": "string"}}
+    if_match = {"name": "If-Match", "in": "header", "required": False,
+                "description": 'A quoted ETag, or "*" for an unconditional write.',
+                "schema": {"type": "string"}}
+    module_json = {"application/json": {"schema": ref("#/components/schemas/Module")}}
+    listing = {
+        "operationId": "Devices_GetDevices",
+        "summary": "List device identities in device-id order (also at /devices/).",
+        "parameters": [api_version, {
+            "name": "top", "in": "query", "required": False,
+            "description": "At most this many; outside 1-1000 it means 1000.",
+            "schema": {"type": "integer"}}],
+        "responses": {"200": {"description": "The devices.", "content": json_array(device)},
+                      **common},
+    }
+    doc["paths"]["/devices"]["get"] = listing
+    doc["paths"]["/devices/"] = {"get": {**listing, "operationId": "Devices_GetDevicesSlash"}}
+    doc["paths"]["/devices/query"] = {"post": {
+        "operationId": "Query_GetTwins",
+        "summary": "One page of the twins a query selects.",
+        "parameters": [
+            api_version,
+            {"name": "x-ms-max-item-count", "in": "header", "required": False,
+             "description": "Page size (default 100, at most 1000).",
+             "schema": {"type": "integer", "minimum": 1}},
+            {"name": "x-ms-continuation", "in": "header", "required": False,
+             "description": "The token of the previous page.", "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("#/components/schemas/QuerySpecification")}}},
+        "responses": {
+            "200": {
+                "description": "Matching twins (or one COUNT() object).",
+                "headers": {
+                    "x-ms-item-type": {"schema": {"enum": ["Twin", "JSON"]}},
+                    "x-ms-continuation": {"schema": {"type": "string"}, "description":
+                                          "Present while more pages follow."}},
+                "content": json_array({"anyOf": [ref("#/components/schemas/Twin"),
+                                                 {"type": "object"}]}),
+            },
+            "400": error_response("Not valid JSON, or a query outside the subset "
+                                  "(ArgumentInvalid)."),
+            **common,
+        },
+    }}
+    doc["paths"]["/statistics/devices"] = {"get": {
+        "operationId": "Statistics_GetDeviceStatistics",
+        "parameters": [api_version],
+        "responses": {"200": {"description": "Device counts.", "content": {"application/json": {
+            "schema": ref("#/components/schemas/RegistryStatistics")}}}, **common},
+    }}
+    doc["paths"]["/devices/{id}/modules"] = {"get": {
+        "operationId": "Modules_GetModulesOnDevice",
+        "parameters": [path_id, api_version],
+        "responses": {"200": {"description": "The device's modules, in module-id order.",
+                              "content": json_array(ref("#/components/schemas/Module"))},
+                      "404": error_response("No such device (DeviceNotFound)."), **common},
+    }}
+    doc["paths"]["/devices/{id}/modules/{mid}"] = {
+        "parameters": [path_id, module_id, api_version],
+        "get": {"operationId": "Modules_GetIdentity",
+                "responses": {"200": {"description": "The module.", "content": module_json},
+                              "404": error_response("No such module (ModuleNotFound)."),
+                              **common}},
+        "put": {"operationId": "Modules_CreateOrUpdateIdentity", "parameters": [if_match],
+                "requestBody": {"required": True, "content": module_json},
+                "responses": {
+                    "200": {"description": "The stored module.", "content": module_json},
+                    "400": error_response("Invalid module."),
+                    "404": error_response("No such device, or If-Match on an absent module."),
+                    "409": error_response("Exists and no If-Match "
+                                          "(ModuleAlreadyExistsOnDevice)."),
+                    "412": error_response("If-Match did not match (PreconditionFailed)."),
+                    **common}},
+        "delete": {"operationId": "Modules_DeleteIdentity", "parameters": [if_match],
+                   "responses": {"204": {"description": "Deleted."},
+                                 "404": error_response("No such module (ModuleNotFound)."),
+                                 "412": error_response("If-Match did not match."), **common}},
+    }
+    return doc
+
+
+def editor_catalog(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A SchemaStore-style catalog: which file patterns each schema applies to."""
+    return {
+        "$schema": "https://json.schemastore.org/schema-catalog.json",
+        "version": 1,
+        "schemas": [
+            {"name": "IoT Hub bulk registry payload", "url": docs["BulkRequest"]["$id"],
+             "fileMatch": ["*.bulk.json", "bulk/*.json"]},
+        ],
+    }
+
+
 def render(doc: Any) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
 
@@ -613,7 +742,7 @@ def render(doc: Any) -> str:
 def outputs(error_codes: list[str]) -> dict[Path, str]:
     docs = definitions(error_codes)
     files = {OUT / "schemas" / f"{name}.json": render(doc) for name, doc in docs.items()}
-    files[OUT / "openapi.json"] = render(openapi(docs))
+    files[OUT / "openapi.json"] = render(with_sdk_reads(openapi(docs)))
     return files
 
 

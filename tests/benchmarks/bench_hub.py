@@ -1,14 +1,16 @@
-"""Benchmark: bulk POSTs of 100 fresh devices against the hub vs a bare werkzeug floor.
+"""Benchmark: bulk POSTs of 100 fresh devices against the hub vs bare-server floors.
 
 Not a test: run ``python tests/benchmarks/bench_hub.py [--seconds 5] [--rounds 3]``. Each server
-runs in its own process (as ``bulkreg serve`` does) behind the same werkzeug threaded server and
-HTTP/1.1 keep-alive request handler (``bulkreg_conformance.hub.server``); 2 client threads in this
-process each keep one connection open and post 100 fresh devices with tags and desired properties
-per request over loopback HTTP. Printed per round: device operations per second of (a) the floor,
-a bare werkzeug app that only parses the JSON body and returns a fixed success, (b) the hub in
-memory, (c) the hub with --db (SQLite, WAL, synchronous=FULL), and the ratios (b)/(a), (c)/(a);
-with several rounds also the median and spread of each ratio. Targets (issue 3): (b)/(a) >= 0.6,
-(c)/(a) >= 0.3. Every request must answer 200 (fully validated and applied) or the run stops.
+runs in its own process (as ``bulkreg serve`` does); 2 client threads in this process each keep
+one connection open and post 100 fresh devices with tags and desired properties per request over
+loopback HTTP. Printed per round: device operations per second of (a) the floor, the hub's own
+server (waitress behind ``bulkreg_conformance.hub.server``'s guards, same settings) running a bare
+app that only parses the JSON body and returns a fixed success, (a') the same bare app on
+werkzeug's threaded development server (for context: the hub's server before issue 8), (b) the
+hub in memory, (c) the hub with --db (SQLite, WAL, synchronous=FULL), and the ratios (b)/(a),
+(c)/(a); with several rounds also the median and spread of each ratio. Targets (issues 3 and 8):
+(b)/(a) >= 0.6, (c)/(a) >= 0.3. Every request must answer 200 (fully validated and applied) or
+the run stops.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import make_server as werkzeug_server
 from werkzeug.wrappers import Request, Response
 
-from bulkreg_conformance.hub.server import QuietKeepAliveHandler
+from bulkreg_conformance.hub.server import make_server
 from bulkreg_conformance.sas import generate_token, parse_connection_string
 
 API = "2021-04-12"
@@ -37,17 +40,27 @@ PER_CALL = 100
 SUCCESS = b'{"isSuccessful":true,"errors":[],"warnings":[]}'
 
 
-def floor_server() -> int:
-    """(a): parse the body, answer a fixed success. Prints the same ready line as the hub and
-    runs on the same server and handler as ``bulkreg serve``."""
+def floor_server(kind: str) -> int:
+    """(a) or (a'): parse the body, answer a fixed success; prints the same ready lines as the
+    hub. ``waitress`` runs on the hub's own server (``hub.server.make_server``), ``werkzeug`` on
+    werkzeug's threaded server."""
     @Request.application
     def app(request: Request) -> Response:
         orjson.loads(request.get_data())
         return Response(SUCCESS, content_type="application/json; charset=utf-8")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietKeepAliveHandler)
-    print(f"BULKREG_URL=http://127.0.0.1:{server.port}\nBULKREG_CONNECTION_STRING=", flush=True)
-    server.serve_forever()
+    if kind == "werkzeug":
+        class Quiet(WSGIRequestHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                pass  # one stderr line per request would cost the floor ~10 %
+
+        bare = werkzeug_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+        port, serve = bare.port, bare.serve_forever
+    else:
+        hub_server = make_server(app)
+        port, serve = hub_server.port, hub_server.serve_forever
+    print(f"BULKREG_URL=http://127.0.0.1:{port}\nBULKREG_CONNECTION_STRING=", flush=True)
+    serve()
     return 0
 
 
@@ -160,7 +173,8 @@ def measure(target: Target, seconds: float, run: str, threads: int = 2,
     return sum(counts) / elapsed, sum(reconnects)
 
 
-FLOOR, MEMORY, DB = "floor (bare werkzeug, parse JSON)", "hub in memory", "hub with --db"
+FLOOR, WERKZEUG = "floor: bare hub server (waitress)", "bare werkzeug (context)"
+MEMORY, DB = "hub in memory", "hub with --db"
 
 
 def _load() -> str:
@@ -180,15 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=sorted(CLIENTS), default="requests",
                         help="requests.Session (default: the issue's setup, whose floor is about "
                         "22,000 device ops/s here) or the lighter http.client")
-    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-server", choices=("waitress", "werkzeug"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor_server:
-        return floor_server()
+        return floor_server(args.floor_server)
     hub = [sys.executable, "-m", "bulkreg_conformance.hub.cli"]
     print(f"start: {_load()} ({os.cpu_count()} CPUs), client {args.client}", flush=True)
-    ratios: dict[str, list[float]] = {MEMORY: [], DB: []}
+    ratios: dict[str, list[float]] = {MEMORY: [], DB: [], WERKZEUG: []}
     with tempfile.TemporaryDirectory() as tmp:
-        argvs = {FLOOR: [sys.executable, __file__, "--floor-server"], MEMORY: hub,
+        argvs = {FLOOR: [sys.executable, __file__, "--floor-server", "waitress"],
+                 WERKZEUG: [sys.executable, __file__, "--floor-server", "werkzeug"], MEMORY: hub,
                  DB: [*hub, "--db", str(Path(tmp) / "bench.sqlite")]}
         targets = {name: Target(argv_) for name, argv_ in argvs.items()}
         try:
@@ -202,15 +217,17 @@ def main(argv: list[str] | None = None) -> int:
                     note = f" ({reconnects} reconnects)" if reconnects else ""
                     print(f"round {round_ + 1}  {name:34s} {results[name]:9,.0f} device ops/s"
                           f"{note}", flush=True)
-                for name in (MEMORY, DB):
+                for name in (MEMORY, DB, WERKZEUG):
                     ratios[name].append(results[name] / results[FLOOR])
-                print(f"round {round_ + 1}  ratios: in memory {ratios[MEMORY][-1]:.2f}, "
-                      f"--db {ratios[DB][-1]:.2f}; {_load()}", flush=True)
+                print(f"round {round_ + 1}  ratios to the floor: in memory "
+                      f"{ratios[MEMORY][-1]:.2f}, --db {ratios[DB][-1]:.2f}, bare werkzeug "
+                      f"{ratios[WERKZEUG][-1]:.2f}; {_load()}", flush=True)
         finally:
             for target in targets.values():
                 target.stop()
     print(_spread("ratio hub in memory / floor", ratios[MEMORY], 0.6))
     print(_spread("ratio hub with --db / floor", ratios[DB], 0.3))
+    print(f"bare werkzeug / floor (context): median {statistics.median(ratios[WERKZEUG]):.2f}")
     return 0
 
 

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     commands.add_parser("conform", help="run the conformance kit against an endpoint "
                                         "(needs bulkreg[conform])", add_help=False)
+    commands.add_parser("sas-token", help="print a SharedAccessSignature token for curl",
+                        add_help=False)
     return parser
 
 
@@ -262,6 +264,7 @@ def run_schema_bundle(args: argparse.Namespace, stdout: IO[str]) -> int:
 DISPATCH = {
     "serve": "bulkreg_conformance.hub.cli",
     "conform": "bulkreg_conformance.cli",
+    "sas-token": "bulkreg_conformance.sas_cli",
 }
 
 

@@ -13,19 +13,23 @@ import functools
 import gc
 import random
 import re
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import orjson
 from werkzeug.wrappers import Request, Response
 
 import bulkreg_schema
-from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk
+from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, check_bulk, reads
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
+from .bounds import refusal
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
@@ -119,21 +123,37 @@ class Hub:
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = MAX_BODY
-        response = self.respond(request)
+        try:
+            response = self.respond(request)
+        except Exception as exc:  # a hub bug: the client gets IoT Hub's 500, the log one line
+            _log_failure(request, exc)
+            response = self._response(self.registry.error(
+                500, "ServerError", "the hub failed on this request; see its log"))
         return response(environ, start_response)
+
+    def error_body(self, status: int, code: str, text: str) -> tuple[list[tuple[str, str]],
+                                                                      bytes]:
+        """IoT Hub's generic error answer as headers and body (for the HTTP server's own
+        refusals: framing, oversize bodies)."""
+        plan = self.registry.error(status, code, text)
+        return list(plan.headers.items()), orjson.dumps(plan.body)
 
     def respond(self, request: Request) -> Response:
         try:
+            # decision: the token first. An unauthenticated caller gets 401 for any route and
+            # any api-version, so it cannot map which routes and versions exist; which policy
+            # rights the route needs is checked once the route is known.
+            policy = self._authenticate(request)
             handler, args, permissions = self._route(request)
             api_version = self._api_version(request, handler)
-            self._authorize(request, permissions)
+            self._authorize(policy, permissions)
             if handler != self._admin:
                 self._inject_faults()
             plan = handler(request, api_version, *args)
         except _Refused as refused:
             return self._response(refused.plan)
-        # a body left unread by an early refusal is drained (or the connection closed) by the
-        # keep-alive handler (server.py), so it is never taken for the next request.
+        # the server (server.py) buffered the whole request before calling us: a body left
+        # unread by an early refusal is simply dropped, never taken for the next request.
         return self._response(plan)
 
     def _response(self, plan: Plan) -> Response:
@@ -148,29 +168,56 @@ class Hub:
     Handler = Callable[..., Plan]
 
     def _route(self, request: Request) -> tuple[Handler, tuple[str, ...], frozenset[str]]:
+        # a trailing slash is the same resource: Node's Registry.list() sends GET /devices/
         parts = request.path.strip("/").split("/")
         method = request.method
-        table: dict[tuple[str, int], dict[str, tuple[Hub.Handler, frozenset[str]]]] = {
-            ("devices", 1): {"POST": (self._bulk, _WRITE)},
-            ("devices", 2): {"GET": (self._get_device, _READ), "PUT": (self._put_device, _WRITE),
-                             "DELETE": (self._delete_device, _WRITE)},
-            ("devices", 4): {"GET": (self._get_module, _READ)},
-            ("twins", 2): {"GET": (self._get_twin, _TWIN), "PUT": (self._replace_twin, _TWIN),
-                           "PATCH": (self._update_twin, _TWIN)},
-            ("twins", 4): {"GET": (self._get_module_twin, _TWIN)},
-            ("_bulkreg", 2): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
-            ("_bulkreg", 3): {"POST": (self._admin, _ADMIN)},
-        }
-        methods = table.get((parts[0], len(parts)))
-        if methods is None or (len(parts) == 4 and parts[2] != "modules") or \
-                (parts[0] == "_bulkreg" and parts[1] != "admin") or not all(parts):
-            raise _Refused(self.registry.error(404, "GenericNotFound",
-                                               f"no such resource: {request.path}"))
+        if not all(parts):
+            raise self._not_found(request)
+        third = parts[2] if len(parts) > 2 and parts[0] != "_bulkreg" else None
+        key = (parts[0], len(parts), third)
+        if key == ("devices", 2, None) and parts[1] == "query":
+            # POST /devices/query; a device named query stays reachable with GET/PUT/DELETE
+            key = ("devices", 2, "query")
+        elif parts[0] in ("statistics", "_bulkreg") and \
+                parts[1:2] != [{"statistics": "devices", "_bulkreg": "admin"}[parts[0]]]:
+            raise self._not_found(request)
+        methods = self._table.get(key)
+        if key == ("devices", 2, "query") and method != "POST":
+            methods = self._table[("devices", 2, None)]
+        if methods is None:
+            raise self._not_found(request)
         if method not in methods:
             raise _Refused(self.registry.error(405, "GenericMethodNotAllowed",
                                                f"{method} is not allowed on {request.path}"))
         handler, permissions = methods[method]
         return handler, tuple(parts[1:]), permissions
+
+    def _not_found(self, request: Request) -> _Refused:
+        return _Refused(self.registry.error(404, "GenericNotFound",
+                                            f"no such resource: {request.path}"))
+
+    @functools.cached_property
+    def _table(self) -> dict[tuple[str, int, str | None],
+                             dict[str, tuple[Hub.Handler, frozenset[str]]]]:
+        """(first segment, segments, third segment) -> method -> (handler, permissions)."""
+        return {
+            ("devices", 1, None): {"POST": (self._bulk, _WRITE), "GET": (self._list, _READ)},
+            ("devices", 2, None): {"GET": (self._get_device, _READ),
+                                   "PUT": (self._put_device, _WRITE),
+                                   "DELETE": (self._delete_device, _WRITE)},
+            ("devices", 2, "query"): {"POST": (self._query, _READ)},
+            ("devices", 3, "modules"): {"GET": (self._list_modules, _READ)},
+            ("devices", 4, "modules"): {"GET": (self._get_module, _READ),
+                                        "PUT": (self._put_module, _WRITE),
+                                        "DELETE": (self._delete_module, _WRITE)},
+            ("statistics", 2, None): {"GET": (self._statistics, _READ)},
+            ("twins", 2, None): {"GET": (self._get_twin, _TWIN),
+                                 "PUT": (self._replace_twin, _TWIN),
+                                 "PATCH": (self._update_twin, _TWIN)},
+            ("twins", 4, "modules"): {"GET": (self._get_module_twin, _TWIN)},
+            ("_bulkreg", 2, None): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
+            ("_bulkreg", 3, None): {"POST": (self._admin, _ADMIN)},
+        }
 
     def _api_version(self, request: Request, handler: Handler) -> str:
         version = request.args.get("api-version")
@@ -200,22 +247,23 @@ class Hub:
             self._tokens[(header, path)] = (policy, int(expiry.group(1)))
         return policy
 
-    def _authorize(self, request: Request, needed: frozenset[str]) -> Policy:
+    def _authenticate(self, request: Request) -> Policy:
         header = request.headers.get("Authorization")
         try:
             if header is None:
                 raise SasError("no Authorization header")
-            policy = self._verified(header, request.path)
+            return self._verified(header, request.path)
         except SasError as exc:
             raise _Refused(self.registry.error(401, "IotHubUnauthorizedAccess",
                                                f"Unauthorized: {exc.reason}")) from None
+
+    def _authorize(self, policy: Policy, needed: frozenset[str]) -> None:
         granted = needed <= policy.permissions if needed is _ADMIN else \
             bool(needed & policy.permissions)
         if not granted:
             raise _Refused(self.registry.error(
                 401, "IotHubUnauthorizedAccess",
                 f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
-        return policy
 
     def _inject_faults(self) -> None:
         faults = self.faults
@@ -255,7 +303,15 @@ class Hub:
         return request.get_data(cache=False)
 
     def _bulk(self, request: Request, api_version: str) -> Plan:
-        checked = check_bulk(self._body(request), api_version=api_version)  # pure: unlocked
+        body = self._body(request)
+        refused = refusal(body, bulkreg_schema.contract().max_entries)  # before any entry
+        if refused is not None:
+            return self.registry.error(413, *refused)
+        checked = check_bulk(body, api_version=api_version)  # pure: unlocked
+        # A pause for the server's event loop: it waits for the GIL to take in the next
+        # request while this thread computes, up to a switch interval each time (a --db hub
+        # gives it way in its fsync; an in-memory one would not, and ran slower).
+        time.sleep(0)
         return self._run(lambda reg: reg.plan_bulk(checked))
 
     def _get_device(self, request: Request, api_version: str, device_id: str) -> Plan:
@@ -263,8 +319,41 @@ class Hub:
 
     def _get_module(self, request: Request, api_version: str, device_id: str, _: str,
                     module_id: str) -> Plan:
-        return self._run(lambda reg: reg.get_device(device_id, module_id,
-                                                    api_version=api_version))
+        return self._run(lambda reg: reads.get_module(reg, device_id, module_id,
+                                                      api_version=api_version))
+
+    def _put_module(self, request: Request, api_version: str, device_id: str, _: str,
+                    module_id: str) -> Plan:
+        body, if_match = self._body(request), request.headers.get("If-Match")
+        return self._run(lambda reg: reads.put_module(reg, device_id, module_id, body, if_match,
+                                                      api_version=api_version))
+
+    def _delete_module(self, request: Request, api_version: str, device_id: str, _: str,
+                       module_id: str) -> Plan:
+        if_match = request.headers.get("If-Match")
+        return self._run(lambda reg: reads.delete_module(reg, device_id, module_id, if_match))
+
+    def _list_modules(self, request: Request, api_version: str, device_id: str,
+                      _: str) -> Plan:
+        return self._run(lambda reg: reads.list_modules(reg, device_id,
+                                                        api_version=api_version))
+
+    def _list(self, request: Request, api_version: str) -> Plan:
+        top = request.args.get("top")
+        return self._run(lambda reg: reads.list_devices(reg, top, api_version=api_version))
+
+    def _statistics(self, request: Request, api_version: str, _: str) -> Plan:
+        return self._run(reads.statistics)
+
+    def _query(self, request: Request, api_version: str, _: str) -> Plan:
+        try:
+            body = orjson.loads(self._body(request) or b"null")
+        except orjson.JSONDecodeError:
+            return self.registry.error(400, "IotHubFormatError", "the body is not valid JSON")
+        page, token = request.headers.get("x-ms-max-item-count"), \
+            request.headers.get("x-ms-continuation")
+        return self._run(lambda reg: reads.query(reg, body, page, token,
+                                                 api_version=api_version))
 
     def _put_device(self, request: Request, api_version: str, device_id: str) -> Plan:
         body, if_match = self._body(request), request.headers.get("If-Match")
@@ -341,6 +430,15 @@ class Hub:
         except (ValueError, TypeError, AttributeError) as exc:
             return self.registry.error(400, "ArgumentInvalid", str(exc))
         return _ok(self.status())
+
+
+def _log_failure(request: Request, exc: BaseException) -> None:
+    """One line on stderr: what failed, where, on which request (never the body)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = repr(exc).replace("\n", " ")[:300]
+    print(f"bulkreg serve: 500 on {request.method} {request.path}: {text}{where}",
+          file=sys.stderr, flush=True)
 
 
 def _ok(body: Any) -> Plan:

@@ -9,16 +9,16 @@ Nothing here prints a key except the connection-string lines the user asked the 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
-
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from bulkreg_conformance.sas import (
     ALL_PERMISSIONS,
@@ -30,8 +30,9 @@ from bulkreg_conformance.sas import (
 )
 
 from .app import Faults, Hub
-from .server import KeepAliveHandler, QuietKeepAliveHandler
-from .store import open_store
+from .server import AccessLog, Limits, Server, make_server
+from .store import StoreInUse, open_store
+from .tls import local_certificates, server_context
 
 __all__ = ["BackgroundHub", "build_hub", "main", "start_background"]
 
@@ -40,23 +41,35 @@ OWNER = "iothubowner"
 # cyclic garbage object alive at a freeze is never collected, and the hub's request path makes
 # none (only connection-level objects could be), so the cost is bounded and small.
 FREEZE_GC_EVERY = 64
+SWITCH_INTERVAL = 0.001  # seconds; see main
 
 
-def make_policies(connection_string: str | None, hub_name: str) -> tuple[str, dict[str, Policy]]:
+def make_policies(connection_string: str | None,
+                  hub_name: str | None) -> tuple[str, dict[str, Policy]]:
     """The hub's host name and policies: the given (or a fresh iothubowner) key, plus the other
-    built-in policies with fresh keys."""
+    built-in policies with fresh keys. Without a connection string or a hub name the host name
+    is empty: ``dialable`` fills it in once the port is known."""
     if connection_string is not None:
         parsed = parse_connection_string(connection_string)
         host, name, key = parsed.host_name, parsed.key_name, parsed.key
     else:
-        host, name, key = f"{hub_name}.azure-devices.net", OWNER, new_key()
+        host = f"{hub_name}.azure-devices.net" if hub_name else ""
+        name, key = OWNER, new_key()
     policies = {n: Policy(n, new_key(), perms) for n, perms in BUILTIN_PERMISSIONS.items()}
     policies[name] = Policy(name, key, BUILTIN_PERMISSIONS.get(name, ALL_PERMISSIONS))
     return host, policies
 
 
-def build_hub(*, connection_string: str | None = None, hub_name: str = "bulkreg",
+def dialable(host: str, port: int) -> str:
+    """The HostName an SDK can dial for this listening address: the SDKs build
+    ``https://<HostName>``, and Node's always goes to port 443 (no port in the name)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == 443 else f"{name}:{port}"
+
+
+def build_hub(*, connection_string: str | None = None, hub_name: str | None = "bulkreg",
               db: str | Path | None = None, faults: Faults | None = None) -> Hub:
+    """A hub (not served yet); ``hub_name=None`` leaves its host name to ``serve``."""
     host, policies = make_policies(connection_string, hub_name)
     return Hub(host_name=host, policies=policies, store=open_store(db), faults=faults)
 
@@ -64,10 +77,10 @@ def build_hub(*, connection_string: str | None = None, hub_name: str = "bulkreg"
 class BackgroundHub:
     """A hub served on a thread; ``stop()`` (or leaving the ``with`` block) shuts it down."""
 
-    def __init__(self, hub: Hub, server: BaseWSGIServer, owner: str) -> None:
+    def __init__(self, hub: Hub, server: Server, owner: str) -> None:
         self.hub = hub
         self.server = server
-        self.url = f"http://{server.host}:{server.port}"
+        self.url = _url(server)
         self.owner = owner
         self._thread = threading.Thread(target=server.serve_forever, name="bulkreg-hub",
                                         daemon=True)
@@ -99,20 +112,35 @@ class BackgroundHub:
         return f"BackgroundHub(url={self.url!r}, host={self.hub.host_name!r})"
 
 
-def serve(hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
-          access_log: bool = False) -> BaseWSGIServer:
-    handler = KeepAliveHandler if access_log else QuietKeepAliveHandler
-    return make_server(host, port, hub, threaded=True, request_handler=handler)
+def _url(server: Server) -> str:
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{'https' if server.tls is not None else 'http'}://{host}:{server.port}"
+
+
+def serve(hub: Hub, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False,
+          tls: ssl.SSLContext | None = None, limits: Limits | None = None) -> Server:
+    """Bind the hub's server; a hub without a host name gets the dialable one."""
+    app = AccessLog(hub, sys.stderr) if access_log else hub
+    server = make_server(app, host, port, limits=limits, tls=tls, error_body=hub.error_body)
+    if not hub.host_name:
+        hub.host_name = dialable(server.host, server.port)
+    return server
 
 
 def start_background(*, host: str = "127.0.0.1", port: int = 0, db: str | Path | None = None,
-                     connection_string: str | None = None, hub_name: str = "bulkreg",
-                     faults: Faults | None = None) -> BackgroundHub:
+                     connection_string: str | None = None, hub_name: str | None = None,
+                     faults: Faults | None = None, tls: ssl.SSLContext | None = None,
+                     limits: Limits | None = None) -> BackgroundHub:
     """Start a hub on a thread; returns its url, connection string and ``stop()``."""
     hub = build_hub(connection_string=connection_string, hub_name=hub_name, db=db,
                     faults=faults)
     owner = parse_connection_string(connection_string).key_name if connection_string else OWNER
-    return BackgroundHub(hub, serve(hub, host, port), owner)
+    try:
+        server = serve(hub, host, port, tls=tls, limits=limits)
+    except BaseException:
+        hub.store.close()
+        raise
+    return BackgroundHub(hub, server, owner)
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -140,8 +168,9 @@ def parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--connection-string", metavar="CS",
                      help="serve the hub of this connection string (its key signs tokens)")
-    who.add_argument("--hub-name", default="bulkreg",
-                     help="host name prefix of a fresh hub (default bulkreg)")
+    who.add_argument("--hub-name",
+                     help="serve a fresh hub named NAME.azure-devices.net (default: a HostName "
+                          "the SDKs can dial, 127.0.0.1:PORT, or 127.0.0.1 on port 443)")
     p.add_argument("--all-policies", action="store_true",
                    help="also print connection strings of registryRead, registryReadWrite, "
                         "service and device")
@@ -151,7 +180,55 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--error-rate", type=float, default=0.0, metavar="P",
                    help="answer this fraction of requests with 500 ServerError")
     p.add_argument("--access-log", action="store_true", help="log each request on stderr")
+    tls = p.add_argument_group(
+        "TLS", "The official SDKs speak https only. --tls makes a local CA and a certificate "
+               "for localhost, 127.0.0.1 and ::1 (or reuses them from --tls-dir) and prints "
+               "BULKREG_CA_CERT=PATH for the client to trust. Node's SDK always dials port "
+               "443: add --port 443 (root, or CAP_NET_BIND_SERVICE).")
+    tls.add_argument("--tls", action="store_true", help="serve https")
+    tls.add_argument("--tls-dir", metavar="DIR",
+                     help="keep the local CA and certificate here (default: "
+                          "$XDG_DATA_HOME/bulkreg/tls or ~/.local/share/bulkreg/tls)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="your own certificate (chain) instead")
+    tls.add_argument("--tls-key", metavar="PEM", help="the key of --tls-cert")
+    bounds = p.add_argument_group("bounds")
+    bounds.add_argument("--threads", type=_positive, default=8,
+                        help="worker threads running requests (default 8)")
+    bounds.add_argument("--connection-limit", type=_positive, default=256,
+                        help="open connections; more wait in the listen backlog (default 256)")
+    bounds.add_argument("--request-timeout", type=_positive, default=30, metavar="S",
+                        help="a request not fully received S seconds after its first byte "
+                             "closes its connection (default 30)")
+    bounds.add_argument("--idle-timeout", type=_positive, default=120, metavar="S",
+                        help="close a kept-alive connection idle for S seconds (default 120)")
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
+def _tls_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bulkreg" / "tls"
+
+
+def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, Path | None]:
+    """The server's TLS context and the CA file to announce (None for the user's own pair)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None:
+        return server_context(args.tls_cert, args.tls_key), None
+    if not args.tls and args.tls_dir is None:
+        return None, None
+    found = local_certificates(args.tls_dir or _tls_dir())
+    return server_context(found.cert, found.key), found.ca
 
 
 def _faults(args: argparse.Namespace) -> Faults:
@@ -161,7 +238,7 @@ def _faults(args: argparse.Namespace) -> Faults:
     return faults
 
 
-def _announce(hub: Hub, url: str, owner: str, all_policies: bool) -> None:
+def _announce(hub: Hub, url: str, owner: str, all_policies: bool, ca: Path | None) -> None:
     lines = [f"BULKREG_URL={url}"]
     owner_policy = hub.policies[owner]
     lines.append("BULKREG_CONNECTION_STRING=" + make_connection_string(
@@ -171,23 +248,32 @@ def _announce(hub: Hub, url: str, owner: str, all_policies: bool) -> None:
             if policy.name != owner:
                 lines.append(f"BULKREG_CONNECTION_STRING_{policy.name.upper()}="
                              + make_connection_string(hub.host_name, policy.name, policy.key))
+    if ca is not None:
+        lines.append(f"BULKREG_CA_CERT={ca}")
     print("\n".join(lines), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    limits = Limits(threads=args.threads, connection_limit=args.connection_limit,
+                    request_timeout=args.request_timeout, idle_timeout=args.idle_timeout)
+    hub = None
     try:
         faults = _faults(args)
+        context, ca = _tls(args)
         hub = build_hub(connection_string=args.connection_string, hub_name=args.hub_name,
                         db=args.db, faults=faults)
-        server = serve(hub, args.host, args.port, access_log=args.access_log)
+        server = serve(hub, args.host, args.port, access_log=args.access_log, tls=context,
+                       limits=limits)
         hub.freeze_gc_every = FREEZE_GC_EVERY  # this process is the hub's alone
-    except (ValueError, OSError, sqlite3.Error) as exc:  # bad connection string, unusable db
-        print(f"bulkreg serve: {exc}" + (f" ({args.db})" if isinstance(exc, sqlite3.Error)
-                                          else ""), file=sys.stderr)
-        return 2
-    except SystemExit:  # werkzeug has printed why it cannot bind (address in use, unknown host)
-        print(f"bulkreg serve: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        # so is its GIL: the event loop that takes in requests waits at most 1 ms (not 5) for
+        # a worker that is computing an answer
+        sys.setswitchinterval(SWITCH_INTERVAL)
+    except (ValueError, OSError, sqlite3.Error, StoreInUse) as exc:
+        # bad connection string or certificate, unusable or locked db, cannot listen
+        if hub is not None:
+            hub.store.close()
+        print(f"bulkreg serve: {_reason(exc, args)}", file=sys.stderr)
         return 2
     owner = (parse_connection_string(args.connection_string).key_name
              if args.connection_string else OWNER)
@@ -200,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 for sig in (signal.SIGINT, signal.SIGTERM)}
     thread = threading.Thread(target=server.serve_forever, name="bulkreg-hub", daemon=True)
     thread.start()
-    _announce(hub, f"http://{server.host}:{server.port}", owner, args.all_policies)
+    _announce(hub, _url(server), owner, args.all_policies, ca)
     try:
         while not stop.wait(0.5):
             pass
@@ -213,6 +299,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
     print("bulkreg serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _reason(exc: BaseException, args: argparse.Namespace) -> str:
+    if isinstance(exc, sqlite3.Error):
+        return f"{exc} ({args.db})"
+    if isinstance(exc, ssl.SSLError):
+        return f"unusable TLS certificate or key: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        return f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":

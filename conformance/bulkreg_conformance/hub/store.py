@@ -8,6 +8,8 @@ and a killed process reopens with exactly the committed state.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -18,7 +20,7 @@ import orjson
 
 from bulkreg_conformance.oracle.model import Changes, Key, Record, Registry
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["MemoryStore", "SqliteStore", "Store", "StoreInUse", "open_store"]
 
 
 class Store(Protocol):
@@ -61,16 +63,49 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
+class StoreInUse(Exception):
+    """Another hub holds the file's lock (its pid in the message)."""
+
+
+def _hold(path: Path) -> int:
+    """An exclusive lock on ``FILE.lock`` for this process's lifetime, holding our pid.
+
+    Two hubs on one file would each keep their own in-memory registry and overwrite each
+    other's acknowledged writes; the second one must not start. flock is released by the kernel
+    when the holder exits, killed or not, so a stale lock file never blocks a restart."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # the same words sqlite would use for the file itself
+        raise sqlite3.OperationalError(f"unable to open database file: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreInUse(f"{path} is in use by another bulkreg serve (pid {holder}); "
+                         "stop it or use another --db file") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class SqliteStore:
     """The registry in one SQLite file; one connection, used under the hub's lock."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()  # belt and braces: the hub already serialises writes
-        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._held = _hold(self._path)
+        try:
+            self._db = sqlite3.connect(self._path, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            os.close(self._held)
+            raise
 
     def _meta(self, name: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -118,6 +153,8 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            with contextlib.suppress(OSError):
+                os.close(self._held)  # the lock goes with it
 
 
 def open_store(db: str | Path | None) -> Store:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 
 import bulkreg_schema
-from bulkreg_validator import RULES, Finding, validate
+from bulkreg_validator import RULES, Finding, Report, validate
 
 __all__ = [
     "API_VERSIONS",
@@ -189,9 +189,44 @@ def _parse(body: bytes | str) -> Any:
 # --- the state-independent check of a bulk body ------------------------------------------------
 
 
+_MEMBERS = {name.lower(): name
+            for name in bulkreg_schema.load("ExportImportDevice")["properties"]}
+
+
+def _member_casing(body: bytes | str, report: Report) -> bytes | None:
+    """``body`` with entry members named in another case renamed to the canonical name, or None.
+
+    decision member-casing: the service reads JSON with Newtonsoft.Json, which matches member
+    names case-insensitively, and Node's ``updateDevices(…, false)`` sends the lower-case
+    ``etag`` of ``get()``. The validator reports such names as unknown members, so the common
+    path costs nothing."""
+    renames = []
+    for finding in report.findings:
+        parts = finding.pointer.split("/")
+        if finding.rule == "unknown-property" and len(parts) == 3 and parts[1].isdigit():
+            canonical = _MEMBERS.get(parts[2].lower())
+            if canonical is not None:
+                renames.append((int(parts[1]), parts[2], canonical))
+    if not renames:
+        return None
+    entries = _parse(body)
+    for index, name, canonical in renames:
+        entry = entries[index]
+        if isinstance(entry, dict) and canonical not in entry and name in entry:
+            entry[canonical] = entry.pop(name)
+    try:
+        return orjson.dumps(entries)
+    except TypeError:  # an integer beyond 64 bits: the stdlib writes its digits
+        return json.dumps(entries).encode()
+
+
 def check_bulk(body: bytes | str, *, api_version: str = bulkreg_schema.API_VERSION) -> Checked:
     """Run the validator on a bulk body; no registry needed, so the hub runs it unlocked."""
     report = validate(body, api_version=api_version, accelerate=True)
+    renamed = _member_casing(body, report) if report.findings else None
+    if renamed is not None:
+        body = renamed
+        report = validate(body, api_version=api_version, accelerate=True)
     errors = report.errors
     rejection = next((f for f in errors if RULES[f.rule].scope == "request"), None)
     if rejection is not None:
@@ -743,6 +778,8 @@ class Registry:
                      id_field: str) -> tuple[dict[str, Any], Plan | None]:
         try:
             parsed = _parse(body)
+        except RecursionError:  # orjson took it (<= 1024 levels), the stdlib fallback did not
+            return {}, self.error(400, "IotHubFormatError", "the body nests too deep")
         except ValueError:
             return {}, self.error(400, "IotHubFormatError", "the body is not valid JSON")
         if type(parsed) is not dict:
@@ -756,8 +793,11 @@ class Registry:
     def _rejection(self, entries: list[dict[str, Any]], api_version: str) -> Plan | None:
         try:
             text = orjson.dumps(entries)
-        except TypeError:  # an integer beyond 64 bits: json writes its digits
-            text = json.dumps(entries).encode()
+        except TypeError:  # an integer beyond 64 bits, or deeper than orjson writes (255): the
+            try:  # stdlib writes what it read
+                text = json.dumps(entries).encode()
+            except RecursionError:
+                return self.error(400, "IotHubFormatError", "the body nests too deep")
         checked = check_bulk(text, api_version=api_version)
         if checked.rejection is None:
             return None
