@@ -43,7 +43,7 @@ __all__ = ["delete_module", "list_devices", "list_modules", "put_module", "query
            "statistics"]
 
 TOP_MAX = 1000  # facts §5: top outside 1..1000 is treated as 1000
-PAGE_DEFAULT, PAGE_MAX = 100, 1000
+PAGE_DEFAULT, PAGE_MAX = 100, 1000  # not a contract limit: query pages (SDK defaults)
 _MODULE_MEMBERS = frozenset({"authentication", "managedBy"})
 
 
