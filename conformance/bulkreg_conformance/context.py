@@ -351,36 +351,24 @@ class Context:
         Only an entry for the device itself sets or clears them: an entry with a ``moduleId``
         writes the module identity, and the device keeps its own keys.
         """
-        if not isinstance(entries, list):
-            return
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) \
-                    or entry.get("moduleId"):
-                continue
+        for entry in _device_entries(entries):
             auth = entry.get("authentication")
             sym = auth.get("symmetricKey") if isinstance(auth, dict) else None
             if isinstance(sym, dict) and sym.get("primaryKey"):
                 self.explicit_keys.add(entry["id"])
-            elif str(entry.get("importMode", "")).lower() not in {"updatetwin",
-                                                                 "updatetwinifmatchetag"}:
+            elif _canonical_mode(entry) not in self._contract.twin_only_modes:
                 self.explicit_keys.discard(entry["id"])
 
     def _note_writes(self, entries: Any, want: Expectation) -> None:
         """Remember which members the last successful write of each device and twin carried:
-        a member an update left out is replaced or kept as the endpoint reads "overwritten"
-        (DOC-BULK), so read-backs hold it to the hub's choice only as ``inferred``."""
-        if not isinstance(entries, list):
-            return
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) \
-                    or entry.get("moduleId"):
-                continue
+        a member an update left out is replaced, kept or cleared as the endpoint reads
+        "overwritten" (DOC-BULK), so read-backs do not hold it to the hub's choice (decision
+        update-omitted-members)."""
+        for entry in _device_entries(entries):
             claim = want.entries.get(entry["id"])
             if claim is None or claim.code is not None:
                 continue
-            mode = entry.get("importMode")
-            mode = mode if isinstance(mode, str) else "createOrUpdate"
-            canonical = next((m for m in MODES if m.lower() == mode.lower()), mode)
+            canonical = _canonical_mode(entry)
             props = entry.get("properties")
             twin = {name for name, present in (
                 ("tags", "tags" in entry),
@@ -452,6 +440,20 @@ class Context:
                    exchanges=[cause, twin])
         if device_diffs or twin_diffs:  # even an open difference: later steps must not inherit it
             self.resync({device_id})
+
+
+def _device_entries(entries: Any) -> Iterator[dict[str, Any]]:
+    """The entries of a bulk body that write a device itself (not one of its modules)."""
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) \
+                and not entry.get("moduleId"):
+            yield entry
+
+
+def _canonical_mode(entry: dict[str, Any]) -> str:
+    mode = entry.get("importMode")
+    mode = mode if isinstance(mode, str) else "createOrUpdate"
+    return next((m for m in MODES if m.lower() == mode.lower()), mode)
 
 
 def _parsed(body: bytes) -> Any:
