@@ -278,7 +278,9 @@ _WARNING_DECISION = {"enum-case": "enum-case", "id-unsupported-char": "id-specia
                      "unknown-property": "unknown-members", "mode-ignored-field": "twin-etag-scope"}
 _KNOWN_MEMBERS = frozenset(
     name.lower() for name in bulkreg_schema.load("ExportImportDevice")["properties"])
-_EXTENDED_MODES = frozenset({"createorupdate", "createorupdateifmatchetag"})
+# importModes of import jobs the swagger's bulk enum lacks (createOrUpdate*), lower-cased
+_EXTENDED_MODES = frozenset(m.lower() for m in set(bulkreg_schema.contract().import_modes)
+                            - set(bulkreg_schema.contract().bulk_modes))
 
 
 def rejection_evidence(rule: str | None, entry: Any = None) -> str:
