@@ -4,13 +4,15 @@ path's on texts built to sit near every limit the skipped twin walk checks."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bulkreg_validator import _bulk, _findings, validate, validate_import
+from bulkreg_validator import RULES, _bulk, _findings, validate, validate_import, validate_parsed
 from bulkreg_validator._bulk import check_bulk
 from bulkreg_validator._checks import Context
 from bulkreg_validator._findings import pointer
@@ -82,3 +84,46 @@ def test_the_texts_reach_both_sides_of_the_guard() -> None:
     sample()
     assert short > 0 and long > 0
     assert {"twin-key-length", "twin-string-length", "twin-section-size"} <= seen_rules
+
+
+# --- validate_parsed: the hub acts on the value the validator judged --------------------------
+
+BIG = ["18446744073709551616", "-9223372036854775809", "9223372036854775807",
+       "1" + "0" * 30, "1e30", "18446744073709551616.0", "4503599627370497", "0.5"]
+PLACES = ['{{"id":"d1","importMode":"create","tags":{{"n":{0}}}}}',
+          '{{"id":"d1","importMode":"create","properties":{{"desired":{{"n":{0}}}}}}}',
+          '{{"id":"d1","importMode":"create","properties":{{"desired":{{"$version":{0}}}}}}}',
+          '{{"id":"d1","importMode":"create","tags":{{"n":{0}}},"unknownMember":{0}}}',
+          '{{"id":"d1","importMode":"create","tags":{{"a":[{0},{{"b":{0}}}]}}}}']
+
+
+def _typed(value: Any) -> str:
+    """A rendering in which 1e20 and 10**20 differ (== would call them equal)."""
+    return json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize("literal", BIG)
+@pytest.mark.parametrize("place", PLACES)
+def test_validate_parsed_value_is_the_text_exactly(place: str, literal: str) -> None:
+    """Wherever no request-scope error stops the call, the value is json's reading of the text
+    (every integer keeps its digits, every float literal stays a float): the hub stores it."""
+    text = "[" + place.format(literal) + "]"
+    value, report = validate_parsed(text.encode(), accelerate=True)
+    assert report == validate(text.encode(), accelerate=True)
+    if any(RULES[f.rule].scope == "request" for f in report.errors):
+        return
+    assert _typed(value) == _typed(json.loads(text)), (text, report.findings)
+
+
+def test_validate_parsed_cases_reach_both_paths() -> None:
+    """The cases above include accepted texts with floats and with integers past 2^63, read on
+    the fast path (no finding) and on the exact scanner (some finding), so the test bites."""
+    fast = scanned = 0
+    for place in PLACES:
+        for literal in BIG:
+            text = ("[" + place.format(literal) + "]").encode()
+            if not validate(text).findings:
+                fast += 1
+            elif not any(RULES[f.rule].scope == "request" for f in validate(text).errors):
+                scanned += 1
+    assert fast > 0 and scanned > 0

@@ -5,7 +5,7 @@ checks a newline-delimited import file in constant memory. Both return a ``Repor
 ``Finding`` records and never raise for bad input.
 """
 
-from ._bulk import validate
+from ._bulk import validate, validate_parsed
 from ._checks import api_at_least
 from ._findings import Finding, Report
 from ._import import iter_import, validate_import
@@ -21,4 +21,5 @@ __all__ = [
     "iter_import",
     "validate",
     "validate_import",
+    "validate_parsed",
 ]

@@ -151,13 +151,26 @@ def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION,
     checks the schema with jsonschema-rs (same verdicts): worth its ~50 ms import in a
     long-running process such as the reference hub, not in a one-shot lint.
     """
+    return validate_parsed(payload, api_version=api_version, accelerate=accelerate)[1]
+
+
+def validate_parsed(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION,
+                    accelerate: bool = False) -> tuple[Any, Report]:
+    """``validate``, also returning the value the report judged, so that a caller acting on the
+    payload (the reference hub) parses it once.
+
+    The value is exact wherever the report has no error of request scope: every integer literal
+    keeps its digits (a text orjson would round goes to the exact scanner, because the schema
+    bounds twin numbers and unknown members are findings). With such an error it may be None or
+    hold the scanner's stand-ins (NaN, lone surrogates, duplicate keys) and must not be used.
+    """
     ctx = Context("bulk", api_version, accelerate=accelerate)
     if isinstance(payload, bytes | bytearray | memoryview):
         payload = bytes(payload)
     elif isinstance(payload, str):
         payload, bad = _as_bytes(payload)
         if bad is not None:
-            return Report((bad,), 0)
+            return None, Report((bad,), 0)
     else:
         raw: list[Raw] = []
         _python_problems(payload, raw)
@@ -166,7 +179,8 @@ def validate(payload: Any, *, api_version: str = bulkreg_schema.API_VERSION,
         loc = Locator(None)
         found = [loc.finding(*r) for r in raw]
         entries = len(payload) if type(payload) is list else 0
-        return Report(tuple(sort_findings(found, {i: r[1] for i, r in enumerate(raw)})), entries)
+        return payload, Report(tuple(sort_findings(found, {i: r[1] for i, r in enumerate(raw)})),
+                               entries)
     value, found, _ = text_findings(payload, ctx, check_bulk)
     entries = len(value) if type(value) is list else 0
-    return Report(tuple(found), entries)
+    return value, Report(tuple(found), entries)
