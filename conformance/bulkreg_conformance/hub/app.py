@@ -9,6 +9,7 @@ answers is the model's business (``model.py``); this module only carries it over
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import random
@@ -35,6 +36,8 @@ from .store import MemoryStore, Store
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
 
 ADMIN_PATH = "/_bulkreg/admin"
+# the server's turn to compute (server.Turn): given away while the latency fault sleeps
+TURN_KEY = "bulkreg.turn"
 MAX_BODY = 16 * 1024 * 1024  # 100 entries with full twins stay far below this
 _READ = frozenset({"RegistryRead", "RegistryReadWrite"})
 _WRITE = frozenset({"RegistryReadWrite"})
@@ -148,7 +151,7 @@ class Hub:
             api_version = self._api_version(request, handler)
             self._authorize(policy, permissions)
             if handler != self._admin:
-                self._inject_faults()
+                self._inject_faults(request.environ.get(TURN_KEY))
             plan = handler(request, api_version, *args)
         except _Refused as refused:
             return self._response(refused.plan)
@@ -265,14 +268,16 @@ class Hub:
                 401, "IotHubUnauthorizedAccess",
                 f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
 
-    def _inject_faults(self) -> None:
+    def _inject_faults(self, environ_turn: Any) -> None:
         faults = self.faults
         if faults.throttle_rps > 0 and self._throttle.over(faults.throttle_rps, time.time()):
             raise _Refused(self.registry.error(
                 429, "ThrottlingException",
                 "The request has been throttled. Wait 1 seconds and try again."))
         if faults.latency_ms > 0:
-            time.sleep(faults.latency_ms / 1000)
+            turn = environ_turn
+            with turn.given_away() if turn is not None else contextlib.nullcontext():
+                time.sleep(faults.latency_ms / 1000)  # other requests run meanwhile
         if faults.error_rate > 0 and self._random.random() < faults.error_rate:
             raise _Refused(self.registry.error(500, "ServerError",
                                                "injected fault (bulkreg error_rate)"))
