@@ -127,6 +127,7 @@ class _Task(WSGITask):  # type: ignore[misc]
     but a 204 (or 304) is framed by its status (RFC 9110 §6.4.1): the connection stays."""
 
     _framed_by_status = False
+    wrote_header: bool  # waitress's (a class attribute there)
 
     def execute(self) -> None:
         turn = self.channel.server.turn
