@@ -606,7 +606,7 @@ def accepting_unknown_members(node: Any) -> Any:
     return node
 
 
-# --- reads the SDKs make beside the bulk call (issue 8): list, query, statistics, modules -------
+# --- what the SDKs call beside the bulk call (issue 8): list, query, statistics, modules -----
 
 
 def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
@@ -719,6 +719,24 @@ def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
                    "responses": {"204": {"description": "Deleted."},
                                  "404": error_response("No such module (ModuleNotFound)."),
                                  "412": error_response("If-Match did not match."), **common}},
+    }
+    twin_json = {"application/json": {"schema": ref("#/components/schemas/Twin")}}
+    twin_write = lambda operation, what: {  # noqa: E731
+        "operationId": operation, "parameters": [if_match],
+        "requestBody": {"required": True, "content": twin_json},
+        "responses": {"200": {"description": "The module's twin.", "content": twin_json},
+                      "400": error_response(f"Invalid {what}."),
+                      "404": error_response("No such module (ModuleNotFound)."),
+                      "412": error_response("If-Match did not match (PreconditionFailed)."),
+                      **common}}
+    doc["paths"]["/twins/{id}/modules/{mid}"] = {
+        "parameters": [path_id, module_id, api_version],
+        "get": {"operationId": "Modules_GetTwin",
+                "responses": {"200": {"description": "The module's twin.", "content": twin_json},
+                              "404": error_response("No such module (ModuleNotFound)."),
+                              **common}},
+        "put": twin_write("Modules_ReplaceTwin", "twin"),
+        "patch": twin_write("Modules_UpdateTwin", "twin patch"),
     }
     return doc
 

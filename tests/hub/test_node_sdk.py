@@ -26,7 +26,7 @@ STEPS = ["addDevices", "get", "updateDevices", "updateDevices with the etag of g
          "updateDevices stale etag", "addDevices duplicate",
          "removeDevices", "create", "create duplicate", "update", "list", "getTwin",
          "updateTwin", "updateTwin stale etag", "wrong key", "delete", "createQuery",
-         "getRegistryStatistics", "modules"]
+         "getRegistryStatistics", "modules", "module twins"]
 
 pytestmark = pytest.mark.sdk
 

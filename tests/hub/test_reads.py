@@ -158,6 +158,35 @@ def test_module_identities(client: Client) -> None:
     assert client.call("GET", "/devices/d1/modules/m0").status_code == 404
 
 
+def test_module_twins(client: Client) -> None:
+    """GET, PATCH and PUT /twins/{id}/modules/{mid}: a module's twin, apart from its device's."""
+    _seed(client)
+    assert client.call("PATCH", "/twins/d1/modules/m1", {"tags": {}}).status_code == 404
+    assert client.call("PUT", "/devices/d1/modules/m1", {}).status_code == 200
+    twin = _conforms(client.call("GET", "/twins/d1/modules/m1"), "/twins/{id}/modules/{mid}",
+                     "get")
+    assert (twin["deviceId"], twin["moduleId"], twin["tags"]) == ("d1", "m1", {})
+    patched = client.call("PATCH", "/twins/d1/modules/m1",
+                          {"tags": {"role": "filter"}, "properties": {"desired": {"rate": 5}}},
+                          headers={"If-Match": f'"{twin["etag"]}"'})
+    body = _conforms(patched, "/twins/{id}/modules/{mid}", "patch")
+    assert body["tags"] == {"role": "filter"} and body["properties"]["desired"]["rate"] == 5
+    merged = client.call("PATCH", "/twins/d1/modules/m1", {"tags": {"zone": 2, "role": None}})
+    assert _conforms(merged, "/twins/{id}/modules/{mid}", "patch")["tags"] == {"zone": 2}
+    stale = client.call("PATCH", "/twins/d1/modules/m1", {"tags": {"a": 1}},
+                        headers={"If-Match": f'"{twin["etag"]}"'})
+    assert stale.status_code == 412 and stale.headers["iothub-errorcode"] == "PreconditionFailed"
+    replaced = client.call("PUT", "/twins/d1/modules/m1", {"tags": {"only": True}})
+    body = _conforms(replaced, "/twins/{id}/modules/{mid}", "put")
+    assert body["tags"] == {"only": True} and "rate" not in body["properties"]["desired"]
+    other = client.call("PATCH", "/twins/d1/modules/m1", {"moduleId": "m2", "tags": {}})
+    assert other.status_code == 400
+    device = client.call("GET", "/twins/d1").json()  # the device's own twin is untouched
+    assert device["tags"] == {"site": "north", "floor": 1} and "moduleId" not in device
+    assert client.call("PATCH", "/twins/d1/modules/nope", {"tags": {}}).headers[
+        "iothub-errorcode"] == "ModuleNotFound"
+
+
 def test_a_device_named_query_stays_reachable(client: Client) -> None:
     assert client.call("PUT", "/devices/query", {"deviceId": "query"}).status_code == 200
     assert client.call("GET", "/devices/query").json()["deviceId"] == "query"

@@ -217,7 +217,9 @@ class Hub:
             ("twins", 2, None): {"GET": (self._get_twin, _TWIN),
                                  "PUT": (self._replace_twin, _TWIN),
                                  "PATCH": (self._update_twin, _TWIN)},
-            ("twins", 4, "modules"): {"GET": (self._get_module_twin, _TWIN)},
+            ("twins", 4, "modules"): {"GET": (self._get_module_twin, _TWIN),
+                                      "PUT": (self._replace_twin, _TWIN),
+                                      "PATCH": (self._update_twin, _TWIN)},
             ("_bulkreg", 2, None): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
             ("_bulkreg", 3, None): {"POST": (self._admin, _ADMIN)},
         }
@@ -377,15 +379,22 @@ class Hub:
         return self._run(lambda reg: reg.get_twin(device_id, module_id,
                                                   api_version=api_version))
 
-    def _replace_twin(self, request: Request, api_version: str, device_id: str) -> Plan:
-        body, if_match = self._body(request), request.headers.get("If-Match")
-        return self._run(lambda reg: reg.replace_twin(device_id, body, if_match,
-                                                      api_version=api_version))
+    def _replace_twin(self, request: Request, api_version: str, device_id: str,
+                      _: str = "", module_id: str | None = None) -> Plan:
+        """PUT /twins/{id} and /twins/{id}/modules/{mid}."""
+        return self._twin_write(request, api_version, device_id, module_id, merge=False)
 
-    def _update_twin(self, request: Request, api_version: str, device_id: str) -> Plan:
+    def _update_twin(self, request: Request, api_version: str, device_id: str,
+                     _: str = "", module_id: str | None = None) -> Plan:
+        """PATCH /twins/{id} and /twins/{id}/modules/{mid}."""
+        return self._twin_write(request, api_version, device_id, module_id, merge=True)
+
+    def _twin_write(self, request: Request, api_version: str, device_id: str,
+                    module_id: str | None, *, merge: bool) -> Plan:
         body, if_match = self._body(request), request.headers.get("If-Match")
-        return self._run(lambda reg: reg.update_twin(device_id, body, if_match,
-                                                     api_version=api_version))
+        write = Registry.update_twin if merge else Registry.replace_twin
+        return self._run(lambda reg: write(reg, device_id, body, if_match,
+                                           api_version=api_version, module_id=module_id))
 
     # -- admin ----------------------------------------------------------------------------------
 

@@ -738,23 +738,31 @@ class Registry:
         return Plan(204, {}, None, tx.done())
 
     def replace_twin(self, device_id: str, body: bytes | str, if_match: str | None, *,
-                     api_version: str = bulkreg_schema.API_VERSION) -> Plan:
-        """PUT /twins/{id}: tags and desired replaced (missing ones emptied)."""
-        return self._twin_write(device_id, body, if_match, api_version, merge=False)
+                     api_version: str = bulkreg_schema.API_VERSION,
+                     module_id: str | None = None) -> Plan:
+        """PUT /twins/{id}[/modules/{mid}]: tags and desired replaced (missing ones emptied)."""
+        return self._twin_write(device_id, body, if_match, api_version, merge=False,
+                                module_id=module_id)
 
     def update_twin(self, device_id: str, body: bytes | str, if_match: str | None, *,
-                    api_version: str = bulkreg_schema.API_VERSION) -> Plan:
-        """PATCH /twins/{id}: tags and desired merged, null removes a member."""
-        return self._twin_write(device_id, body, if_match, api_version, merge=True)
+                    api_version: str = bulkreg_schema.API_VERSION,
+                    module_id: str | None = None) -> Plan:
+        """PATCH /twins/{id}[/modules/{mid}]: tags and desired merged, null removes a member."""
+        return self._twin_write(device_id, body, if_match, api_version, merge=True,
+                                module_id=module_id)
 
     def _twin_write(self, device_id: str, body: bytes | str, if_match: str | None,
-                    api_version: str, *, merge: bool) -> Plan:
+                    api_version: str, *, merge: bool, module_id: str | None = None) -> Plan:
         parsed, problem = self._single_body(device_id, body, "deviceId")
         if problem is not None:
             return problem
-        old = self._records.get((device_id, ""))
+        if module_id and parsed.get("moduleId") not in (None, module_id):
+            return self.error(400, "ArgumentInvalid",
+                              "moduleId in the body does not match the request URI")
+        key = (device_id, module_id or "")
+        old = self._records.get(key)
         if old is None:
-            return self._not_found(device_id, None)
+            return self._not_found(device_id, module_id)
         match = _if_match(if_match)
         if match not in (None, "*") and twin_etag(old["twinVersion"]) != match:
             return self._precondition(twin_etag(old["twinVersion"]), match or "")
@@ -763,6 +771,8 @@ class Registry:
         desired = props.get("desired")
         entry = {"id": device_id, "importMode": "updateTwin", "tags": tags,
                  "properties": {"desired": desired}}
+        if module_id:
+            entry["moduleId"] = module_id
         rejected = self._rejection([entry], api_version)
         if rejected is not None:
             return rejected
@@ -773,7 +783,7 @@ class Registry:
         else:
             tags, desired = tags or {}, desired or {}
         record = {**old, **_replace_twin(tx, old, tags, desired)}
-        tx.put((device_id, ""), record)
+        tx.put(key, record)
         return Plan(200, dict(_JSON), _twin_wire(record, api_version), tx.done())
 
     def _single_body(self, device_id: str, body: bytes | str,

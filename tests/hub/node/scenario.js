@@ -143,6 +143,21 @@ const steps = [
     await registry.removeModule(id('a'), 'm1');
     await rejects(registry.getModule(id('a'), 'm1'), 'Error', 404);
   }],
+  ['module twins', async () => {
+    await registry.addModule({ deviceId: id('a'), moduleId: 'm2' });
+    const { responseBody: twin } = await registry.getModuleTwin(id('a'), 'm2');
+    assert.strictEqual(twin.moduleId, 'm2');
+    const { responseBody: patched } = await registry.updateModuleTwin(id('a'), 'm2',
+      { tags: { role: 'filter' }, properties: { desired: { rate: 5 } } }, twin.etag);
+    assert.strictEqual(patched.tags.role, 'filter');
+    assert.strictEqual(patched.properties.desired.rate, 5);
+    assert.notStrictEqual(patched.etag, twin.etag);
+    await rejects(registry.updateModuleTwin(id('a'), 'm2', { tags: { role: 'x' } }, twin.etag),
+      'InvalidEtagError', 412);  // the etag of before the patch
+    const { responseBody: device } = await registry.getTwin(id('a'));
+    assert.strictEqual(device.tags === undefined ? undefined : device.tags.role, undefined);
+    await registry.removeModule(id('a'), 'm2');
+  }],
 ];
 
 (async () => {
