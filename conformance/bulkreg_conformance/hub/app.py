@@ -31,13 +31,12 @@ from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, ch
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
 from .bounds import refusal
+from .server import Turn
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
 
 ADMIN_PATH = "/_bulkreg/admin"
-# the server's turn to compute (server.Turn): given away while the latency fault sleeps
-TURN_KEY = "bulkreg.turn"
 MAX_BODY = 16 * 1024 * 1024  # 100 entries with full twins stay far below this
 _READ = frozenset({"RegistryRead", "RegistryReadWrite"})
 _WRITE = frozenset({"RegistryReadWrite"})
@@ -151,7 +150,7 @@ class Hub:
             api_version = self._api_version(request, handler)
             self._authorize(policy, permissions)
             if handler != self._admin:
-                self._inject_faults(request.environ.get(TURN_KEY))
+                self._inject_faults(request.environ.get(Turn.ENVIRON_KEY))
             plan = handler(request, api_version, *args)
         except _Refused as refused:
             return self._response(refused.plan)
@@ -270,14 +269,14 @@ class Hub:
                 401, "IotHubUnauthorizedAccess",
                 f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
 
-    def _inject_faults(self, environ_turn: Any) -> None:
+    def _inject_faults(self, turn: Turn | None) -> None:
+        """``turn``: the server's (server.Turn), given away while the latency fault sleeps."""
         faults = self.faults
         if faults.throttle_rps > 0 and self._throttle.over(faults.throttle_rps, time.time()):
             raise _Refused(self.registry.error(
                 429, "ThrottlingException",
                 "The request has been throttled. Wait 1 seconds and try again."))
         if faults.latency_ms > 0:
-            turn = environ_turn
             with turn.given_away() if turn is not None else contextlib.nullcontext():
                 time.sleep(faults.latency_ms / 1000)  # other requests run meanwhile
         if faults.error_rate > 0 and self._random.random() < faults.error_rate:
