@@ -505,6 +505,7 @@ class Client:
         self.stopped: BudgetExceeded | None = None  # why admit() last refused a request
         self.interrupted = False
         self._per_device = 0.0  # cleanup seconds earned per device confirmed gone
+        self.query_works = False  # the endpoint's device query lists what exists (probe_query)
 
     # -- secrets ---------------------------------------------------------------------------
 
@@ -551,9 +552,37 @@ class Client:
         return self._counters.waited
 
     def cleanup_cost(self) -> int:
-        """Requests the cleanup of every touched id needs: bulk deletes and a read-back each."""
-        touched = len(self.touched)
-        return -(-touched // bulkreg_schema.contract().max_entries) + touched
+        """Requests the cleanup of every touched id needs: bulk deletes, then a query that
+        lists what is left (when the endpoint's query was seen to list a device it had just
+        created, see :meth:`probe_query`) or else a read-back each."""
+        valid = sum(1 for i in self.touched if ID_PATTERN.match(i))
+        odd = len(self.touched) - valid  # not deletable in bulk: read, deleted, read again
+        deletes = -(-valid // bulkreg_schema.contract().max_entries)
+        return deletes + (1 + valid // 1000 if self.query_works else valid) + 3 * odd
+
+    def probe_query(self, device_id: str) -> None:
+        """Learn whether the endpoint's device query lists ``device_id`` (which exists now):
+        if it does, the cleanup confirms with one query what it would otherwise read back id by
+        id (and keeps that much less of --max-requests in reserve)."""
+        listed = self._listed(pages=1)
+        self.query_works = listed is not None and device_id in listed
+
+    def track(self, ids: Iterable[str]) -> None:
+        """Remember ``ids`` for the cleanup before a request that names them is sent; raises
+        :class:`BudgetExceeded` (and remembers nothing) when --max-requests could not afford
+        that request and the cleanup of what it adds."""
+        with self._lock:
+            new = set(ids) - self.touched
+            limit = self._limits.max_requests
+            if limit is not None and new and not self.cleaning:
+                self.touched |= new
+                reserve = self.cleanup_cost()
+                if self._counters.sent + 1 + reserve > limit:
+                    self.touched -= new
+                    self.stopped = BudgetExceeded(
+                        f"--max-requests {limit} reached ({reserve} kept for cleanup)")
+                    raise self.stopped
+            self.touched |= new
 
     def admit(self) -> None:
         """Count one request about to be sent, after waiting for the rate limit.
@@ -796,6 +825,10 @@ class Client:
             maybe = _not_reported_absent(chunk, self.request("POST", "/devices", body=body))
             self._gone(pending, set(chunk) - set(maybe))
             suspects += maybe
+        listed = self._listed() if self.query_works and len(suspects) > 2 else None
+        if listed is not None:  # one query instead of a read per device
+            self._gone(pending, {i for i in suspects if i not in listed})
+            suspects = [i for i in suspects if i in listed]
         leaks = []
         for device_id in suspects:
             if self._exists(device_id):
@@ -806,6 +839,32 @@ class Client:
                     continue
             self._gone(pending, {device_id})
         return sorted(leaks)
+
+    def _listed(self, pages: int = 20) -> set[str] | None:
+        """The ids in the run's prefix a device query lists (``POST /devices/query``, paged), or
+        None when the endpoint does not answer the query as an IoT hub does (a gateway that
+        does not route it, a mock without it): then every id is read back instead. A listed id
+        is still read back (a query index may lag behind a delete)."""
+        query = json.dumps({"query": "SELECT * FROM devices WHERE STARTSWITH(deviceId, "
+                                     f"'{self.prefix}')"}).encode()
+        found: set[str] = set()
+        token: str | None = None
+        for _ in range(pages):
+            headers = {"x-ms-max-item-count": "1000", **(
+                {"x-ms-continuation": token} if token else {})}
+            exchange = self.request("POST", "/devices/query", body=query, headers=headers)
+            page = exchange.json()
+            if exchange.status != 200 or not isinstance(page, list) or exchange.truncated:
+                return None
+            for twin in page:
+                device_id = twin.get("deviceId") if isinstance(twin, dict) else None
+                if not isinstance(device_id, str):
+                    return None
+                found.add(device_id)
+            token = exchange.header("x-ms-continuation")
+            if not token:
+                return found
+        return None
 
     def _gone(self, pending: set[str], ids: set[str]) -> None:
         pending -= ids

@@ -4,10 +4,12 @@
 Inert unless ``--bulkreg-endpoint`` is given: it only adds options, collects nothing and imports
 nothing beyond pytest and the standard library (the runner, hypothesis, schemathesis and requests
 load when the first conformance item runs). With an endpoint, it adds one item per selected
-suite plus ``bulkreg::cleanup``; the first item to run performs the whole conformance run once
-(the same run as ``bulkreg conform``, with the same cleanup), and each item then passes or fails
-on its suite's failures. Deviations (observed/inferred behaviour) fail an item only with
-``--bulkreg-strict``.
+suite plus ``bulkreg::coverage`` and ``bulkreg::cleanup``; the first item to run performs the
+whole conformance run once (the same run as ``bulkreg conform``, with the same cleanup), and
+each item then passes or fails on its suite's failures. Deviations (observed/inferred behaviour)
+fail an item only with ``--bulkreg-strict``. The verdict is the CLI's: a run that did not reach
+its minimum coverage skips ``bulkreg::coverage`` naming what it missed, and the session exits 3
+(INCOMPLETE) where it would have exited 0.
 
 Registered as the ``pytest11`` entry point ``bulkreg``; without the entry point, load it with
 ``-p bulkreg_conformance.pytest_plugin``.
@@ -21,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bulkreg_conformance.suites import SUITES
+from bulkreg_conformance.settings import SUITES
 
 if TYPE_CHECKING:
     from bulkreg_conformance.runner import Result
 
-__all__ = ["ConformanceItem", "pytest_addoption", "pytest_collection_modifyitems"]
+__all__ = ["ConformanceItem", "pytest_addoption", "pytest_collection_modifyitems",
+           "pytest_sessionfinish"]
+
+INCOMPLETE = 3  # the exit status of a run that did not reach its minimum coverage (as the CLI)
 
 _RESULT = pytest.StashKey["Result | BaseException"]()
 
@@ -37,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run the conformance suites against this endpoint")
     group.addoption("--bulkreg-connection-string", metavar="CS",
                     help="service connection string (default: $BULKREG_CONNECTION_STRING)")
+    group.addoption("--bulkreg-read-connection-string", metavar="CS",
+                    help="a read-only policy's connection string: the auth suite checks it "
+                         "cannot write (default: $BULKREG_READ_CONNECTION_STRING)")
+    group.addoption("--bulkreg-ca-cert", metavar="FILE",
+                    help="trust the CA certificate(s) in FILE (PEM) for an https endpoint "
+                         "(default: $BULKREG_CA_CERT, else the system's or $REQUESTS_CA_BUNDLE)")
     group.addoption("--bulkreg-suite", default=",".join(SUITES),
                     help=f"comma-separated suites (default: {','.join(SUITES)})")
     group.addoption("--bulkreg-max-examples", type=int, default=25, metavar="N")
@@ -44,14 +55,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bulkreg-prefix", default=None, help="device id prefix of the run")
     group.addoption("--bulkreg-rate-limit", type=float, default=None, metavar="R")
     group.addoption("--bulkreg-max-requests", type=int, default=None, metavar="N")
-    group.addoption("--bulkreg-time-budget", type=float, default=50.0, metavar="SECONDS")
+    group.addoption("--bulkreg-time-budget", type=float, default=None, metavar="SECONDS",
+                    help="stop drawing new cases after this long (default 50, grown under "
+                         "--bulkreg-rate-limit to fit the minimum-coverage plan)")
     group.addoption("--bulkreg-strict", action="store_true",
                     help="deviations from observed/inferred behaviour fail too")
 
 
 def _suites(config: pytest.Config) -> tuple[str, ...]:
     raw = str(config.getoption("bulkreg_suite"))
-    suites = tuple(s.strip() for s in raw.split(",") if s.strip())
+    # differential is no suite any more: it observes every bulk call of every run
+    suites = tuple(s.strip() for s in raw.split(",") if s.strip() and s.strip() != "differential")
     unknown = [s for s in suites if s not in SUITES]
     if unknown or not suites:
         shown = ", ".join(unknown) or "(none)"
@@ -80,7 +94,7 @@ class ConformanceCollector(pytest.Collector):
         return iter(())
 
     def collect_suites(self, suites: tuple[str, ...]) -> list[pytest.Item]:
-        names = [*suites, "cleanup"]
+        names = [*suites, "coverage", "cleanup"]
         return [ConformanceItem.from_parent(self, name=name) for name in names]
 
 
@@ -90,6 +104,14 @@ class ConformanceItem(pytest.Item):
     def runtest(self) -> None:
         result = _result(self.config)
         strict = bool(self.config.getoption("bulkreg_strict"))
+        if self.name == "coverage":
+            if not result.coverage.reached():
+                from bulkreg_conformance.report import to_json  # noqa: PLC0415
+
+                missing = to_json(result)["coverage"]["missing"]
+                shown = "; ".join(f"{m['item']}: {m['why']}" for m in missing[:10])
+                pytest.skip(f"INCOMPLETE: {len(missing)} coverage item(s) not reached: {shown}")
+            return
         if self.name == "cleanup":
             problems = [f"device {leak!r} left behind" for leak in result.leaks]
             problems += result.errors
@@ -120,6 +142,9 @@ def _settings(config: pytest.Config) -> Any:
         endpoint=config.getoption("bulkreg_endpoint"),
         connection_string=config.getoption("bulkreg_connection_string")
         or os.environ.get("BULKREG_CONNECTION_STRING"),
+        read_connection_string=config.getoption("bulkreg_read_connection_string")
+        or os.environ.get("BULKREG_READ_CONNECTION_STRING"),
+        ca_cert=config.getoption("bulkreg_ca_cert") or os.environ.get("BULKREG_CA_CERT"),
         suites=_suites(config),
         max_examples=config.getoption("bulkreg_max_examples"),
         seed=config.getoption("bulkreg_seed"),
@@ -153,6 +178,14 @@ def _result(config: pytest.Config) -> Result:
     if isinstance(outcome, BaseException):
         raise ConformanceFailure(f"bulkreg conform could not run: {outcome}")
     return outcome
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that could not tell is no pass: the session exits 3 (INCOMPLETE), as the CLI."""
+    outcome = session.config.stash.get(_RESULT, None)
+    if outcome is not None and not isinstance(outcome, BaseException) and \
+            outcome.verdict == "INCOMPLETE" and exitstatus == 0:
+        session.exitstatus = INCOMPLETE
 
 
 def _secrets(settings: Any) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 from bulkreg_conformance.checks import evidence_of
+from bulkreg_conformance.coverage import GROUPS
 from bulkreg_conformance.redact import REDACTED, Redactor
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = ["MAX_REPORT", "MAX_STRING", "detail", "scrub", "summary", "to_json", 
 MAX_STRING = 64 * 1024  # characters of one string (a body, a message) in a report
 MAX_REPORT = 8 * 1024 * 1024  # bytes of report.json; strings are cut shorter to stay below
 _CUTS = (MAX_STRING, 16 * 1024, 4096, 1024, 256)  # not a contract limit: report sizes
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")  # file names every CI artifact store accepts
 _SECRETS = re.compile(r"(SharedAccessKey=)[^;\s\"']+|(sig=)[^&\s\"']+", re.IGNORECASE)
 
 
@@ -78,16 +80,21 @@ def _data(result: Result, secrets: tuple[str, ...]) -> tuple[dict[str, Any], str
 
 def _coverage(result: Result) -> dict[str, Any]:
     cov = result.coverage
-    return {"rules_exercised": sorted(cov.rules), "rules_missing": cov.missing_rules(),
-            "mode_outcomes": sorted(f"{m} x {o}" for m, o in cov.cells),
-            "mode_outcomes_expected": len(cov.expected_cells()),
-            "mode_outcomes_missing": [f"{m} x {o}" for m, o in cov.missing_cells()]}
+    return {
+        "reached": cov.reached(),
+        "required": len(cov.required),
+        "covered": len(cov.required) - len(cov.missing()),
+        "groups": {GROUPS[group]: {"reached": done, "required": total, "missing": missing}
+                   for group, (done, total, missing) in cov.by_group().items()},
+        "missing": [{"item": item, "what": cov.required[item], "why": cov.why(item)}
+                    for item in cov.missing()],
+    }
 
 
 def to_json(result: Result) -> dict[str, Any]:
     strict = result.settings.strict
     return {
-        "verdict": "fail" if result.failed else "pass",
+        "verdict": result.verdict.lower(),
         "endpoint": result.endpoint,
         "builtin_hub": result.builtin,
         "prefix": result.prefix,
@@ -103,6 +110,7 @@ def to_json(result: Result) -> dict[str, Any]:
         "coverage": _coverage(result),
         "leaks": result.leaks,
         "errors": result.errors,
+        "notes": result.notes,
         "interrupted": result.interrupted,
     }
 
@@ -123,7 +131,7 @@ def write_replays(result: Result, directory: str | Path,
     for n, failure in enumerate(result.failures, 1):
         if failure.replay is None or failure.payload is None:
             continue
-        path = out / f"replay-{n:03d}-{failure.check}.json"
+        path = out / f"replay-{n:03d}-{_SAFE.sub('-', failure.check)}.json"
         text = json.dumps(_walk(failure.replay, lambda t: scrub(t, every)), indent=2,
                           ensure_ascii=False)
         path.write_text(scrub(text, every), encoding="utf-8", errors="surrogatepass")
@@ -154,6 +162,20 @@ def write_junit(result: Result, path: str | Path, secrets: tuple[str, ...] = ())
         case = ET.SubElement(suite, "testcase", classname="bulkreg.conform", name="leak")
         ET.SubElement(case, "failure", message=f"device {leak} left behind")
         failures += 1
+    case = ET.SubElement(suite, "testcase", classname="bulkreg.conform", name="minimum-coverage")
+    errors = 0
+    if not result.coverage.reached() and not result.failed:
+        # "nothing failed" without the minimum is no pass: an error (the run could not tell)
+        cov = data["coverage"]
+        element = ET.SubElement(case, "error", message=scrub(
+            f"INCOMPLETE: {cov['covered']} of {cov['required']} coverage items reached", every))
+        element.text = scrub("\n".join(_missing_lines(data, limit=None)), every)
+        errors = 1
+    properties = ET.Element("properties")
+    ET.SubElement(properties, "property", name="verdict", value=result.verdict)
+    suite.insert(0, properties)
+    suite.set("tests", str(len(result.tally) + len(result.leaks) + 1))
+    suite.set("errors", str(errors))
     suite.set("failures", str(failures))
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
@@ -190,19 +212,18 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
     for failure in data["failures"]:
         lines += ["", detail(failure)]
     cov = data["coverage"]
-    missing = cov["mode_outcomes_missing"]
+    groups = ", ".join(f"{name} {g['reached']}/{g['required']}"
+                       for name, g in cov["groups"].items())
     lines += [
         "",
         f"endpoint: {data['endpoint']}" + (" (built-in reference hub)" if result.builtin else ""),
         f"prefix: {data['prefix']}  seed: {data['seed']}  requests: {data['requests']}  "
         f"time: {data['elapsed_seconds']:.1f}s",
-        f"coverage: {len(cov['rules_exercised'])} rules exercised negatively"
-        + (f" (missing: {', '.join(cov['rules_missing'])})" if cov["rules_missing"] else
-           " (all bulk rules)")
-        + f"; importMode x outcome: {cov['mode_outcomes_expected'] - len(missing)} of "
-        f"{cov['mode_outcomes_expected']} cells (every importMode, createOrUpdate too, with "
-        "each outcome it can have: ok, not found, already exists, etag mismatch)"
-        + (f", missing: {', '.join(missing)}" if missing else ""),
+        *(f"note: {note}" for note in data["notes"]),
+        ("coverage: minimum reached: " if cov["reached"] else
+         f"coverage: minimum NOT reached ({cov['covered']} of {cov['required']} items): ")
+        + groups,
+        *_missing_lines(data),
     ]
     if data["leaks"]:
         lines.append("LEAKED devices (still on the endpoint, or not confirmed gone): "
@@ -212,6 +233,19 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
     lines += [f"error: {e}" for e in data["errors"]]
     failed = sum(c["failed"] for c in data["checks"].values())
     deviations = sum(c["deviation"] for c in data["checks"].values())
+    missing = len(cov["missing"])
     lines.append(f"verdict: {data['verdict'].upper()} ({failed} failed, {deviations} "
-                 f"deviation(s){', strict' if result.settings.strict else ''})")
+                 f"deviation(s)" + (f", {missing} coverage item(s) not reached" if missing else "")
+                 + f"{', strict' if result.settings.strict else ''})")
     return scrub("\n".join(lines), every)
+
+
+def _missing_lines(data: dict[str, Any], limit: int | None = 12) -> list[str]:
+    """One line per coverage item not reached: what it is and why (the first ``limit``)."""
+    missing = data["coverage"]["missing"]
+    shown = missing if limit is None else missing[:limit]
+    lines = [f"not covered: {m['item']} ({m['what']}): {m['why']}" for m in shown]
+    if len(missing) > len(shown):
+        lines.append(f"not covered: … and {len(missing) - len(shown)} more (--report-json "
+                     "lists them all)")
+    return lines

@@ -173,9 +173,20 @@ class Contract(NamedTuple):
     delete_modes: frozenset[str]
     twin_only_modes: frozenset[str]  # importModes that write only the twin
     thumbprint_lengths: tuple[int, ...]  # hex digits of an accepted X.509 thumbprint
+    default_mode: str  # the importMode of an entry or line that names none
+
+    def canonical_mode(self, value: object) -> str | None:
+        """An importMode as the contract spells it: absent (None) is :attr:`default_mode`; a
+        string matches an import-file mode whatever its case; anything else is None."""
+        if value is None:
+            return self.default_mode
+        if isinstance(value, str):
+            return _MODE_NAMES.get(value.lower())
+        return None
 
 
 _CONTRACT: list[Contract] = []
+_MODE_NAMES: dict[str, str] = {}  # lower-cased importMode -> the contract's spelling
 
 
 def contract() -> Contract:
@@ -206,5 +217,7 @@ def contract() -> Contract:
             delete_modes=frozenset(semantics["delete"]),
             twin_only_modes=frozenset(semantics["twinOnly"]),
             thumbprint_lengths=tuple(int(n) for n in re.findall(r"\{(\d+)\}", thumbprint)),
+            default_mode=load("ImportLine")["properties"]["importMode"]["default"],
         ))
+        _MODE_NAMES.update({m.lower(): m for m in _CONTRACT[0].import_modes})
     return _CONTRACT[0]

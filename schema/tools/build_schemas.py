@@ -250,6 +250,7 @@ def import_line() -> dict[str, Any]:
     import_mode = {
         "description": "The import operation; createOrUpdate when omitted.",
         "enum": IMPORT_MODES,
+        "default": "createOrUpdate",
         "x-bulkreg-mode-semantics": MODE_SEMANTICS,
     }
     fields = {

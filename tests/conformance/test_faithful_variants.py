@@ -19,7 +19,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 import bulkreg_schema
-from bulkreg_conformance.checks import NUMERIC_CODES
+from bulkreg_conformance.answers import NUMERIC_CODES
 from bulkreg_conformance.hub.app import Hub
 
 from .conftest import Served, call_hub

@@ -182,7 +182,7 @@ def endpoint() -> Iterator[Any]:
 
 
 def _run(hub: IndependentHub, suites: tuple[str, ...] = CHEAP_SUITES, *, seed: int = 7,
-         max_examples: int = 2, time_budget: float = 1.5) -> Result:
+         max_examples: int = 2, time_budget: float = 30.0) -> Result:
     return run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
                         suites=suites, max_examples=max_examples, seed=seed,
                         time_budget=time_budget))

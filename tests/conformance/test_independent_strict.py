@@ -79,7 +79,7 @@ def test_open_alternative_passes_strict(endpoint: Any, options: dict[str, Any],
                                         known: FalseFailure | Fixed | None) -> None:
     hub = endpoint(**{**STRICT_BASE, **options})
     _assert_passes(run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
-                                suites=suites, max_examples=2, seed=7, time_budget=1.5,
+                                suites=suites, max_examples=2, seed=7, time_budget=30.0,
                                 strict=True)), known)
 
 

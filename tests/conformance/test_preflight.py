@@ -64,10 +64,12 @@ def test_the_connection_string_alone_tests_the_builtin_hub_and_says_so(
     cs, key = hostile.new_connection_string()
     monkeypatch.setenv("BULKREG_CONNECTION_STRING", cs)
     monkeypatch.delenv("BULKREG_ENDPOINT", raising=False)
+    monkeypatch.delenv("BULKREG_URL", raising=False)
     assert main(["--suite", "auth", "--seed", "1"]) == 0
     out, err = capsys.readouterr()
     assert "(built-in reference hub)" in out
-    assert "BULKREG_CONNECTION_STRING is ignored: no --endpoint (or BULKREG_ENDPOINT)" in err
+    assert "BULKREG_CONNECTION_STRING is ignored: no --endpoint (or BULKREG_ENDPOINT, " \
+        "BULKREG_URL)" in err
     assert "--connection-string" not in err  # never a flag the user did not give
     assert key not in out + err
 

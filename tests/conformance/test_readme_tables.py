@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkreg_conformance import checks, decisions
+from bulkreg_conformance import checks, decisions, evidence
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -23,5 +23,5 @@ def test_readme_table_matches_the_code(marker: str, table: object) -> None:
 
 
 def test_every_decision_level_is_a_known_evidence_level() -> None:
-    assert {d.evidence for d in decisions.DECISIONS.values()} <= set(checks.LEVELS)
-    assert all(c.evidence in checks.LEVELS for c in checks.CHECKS.values())
+    assert {d.evidence for d in decisions.DECISIONS.values()} <= set(evidence.LEVELS)
+    assert all(c.evidence in evidence.LEVELS for c in checks.CHECKS.values())

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bulkreg_conformance import replay as replays
-from bulkreg_conformance.checks import Failure
 from bulkreg_conformance.runner import Result, Settings, run
+from bulkreg_conformance.session import Failure
 
 from .conftest import Served
 from .test_broken_hubs import DEFECTS

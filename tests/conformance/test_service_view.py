@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema_rs
 
 import bulkreg_schema
-from bulkreg_conformance.checks import rejection_evidence, service_openapi
+from bulkreg_conformance.expectation import rejection_evidence
+from bulkreg_conformance.service_view import service_openapi
 from bulkreg_validator import RULES
 
 VIEW = service_openapi()
@@ -24,9 +25,9 @@ def _valid(name: str, value: Any) -> bool:
 
 
 def test_the_contract_keeps_what_the_service_must_refuse() -> None:
-    assert rejection_evidence("device-id-format") == "contract"
+    assert rejection_evidence("device-id-format").level == "contract"
     assert not _valid("BulkRequest", [{"id": "bad id /", "importMode": "create"}])
-    empty_must_fail = rejection_evidence("bulk-empty") in {"contract", "documented"}
+    empty_must_fail = rejection_evidence("bulk-empty").level in {"contract", "documented"}
     assert _valid("BulkRequest", []) is not empty_must_fail  # bulk-empty: only clients refuse
     assert not _valid("BulkRequest", [{"id": f"d{n}"} for n in range(101)])
     assert not _valid("BulkRequest", {"id": "d"})  # not an array

@@ -9,9 +9,10 @@ from ._bulk import validate, validate_parsed
 from ._checks import api_at_least
 from ._findings import Finding, Report
 from ._import import iter_import, validate_import
-from ._rules import LIMITS, RULES, Rule
+from ._rules import EVIDENCE_LEVELS, LIMITS, RULES, Rule
 
 __all__ = [
+    "EVIDENCE_LEVELS",
     "LIMITS",
     "RULES",
     "Finding",

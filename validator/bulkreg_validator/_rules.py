@@ -18,14 +18,18 @@ from . import _checks as c
 from ._checks import Applies, Check, Context
 from ._limits import LIMITS
 
-__all__ = ["LIMITS", "RULES", "Rule", "checks_for"]
+__all__ = ["EVIDENCE_LEVELS", "LIMITS", "RULES", "Rule", "checks_for"]
+
+# How sure a rule is, strongest first (docs/evidence.md): the published definition, Microsoft
+# docs, SDK code/issues/samples, a conclusion. The conformance kit's verdicts build on these.
+EVIDENCE_LEVELS = ("contract", "documented", "observed", "inferred")
 
 
 class Rule(NamedTuple):
     id: str
     code: str | None  # the IoT Hub errorCode the service would answer; None: it accepts
     severity: str  # "error" | "warning"
-    evidence: str  # "contract" | "documented" | "observed" | "inferred"
+    evidence: str  # one of EVIDENCE_LEVELS
     scope: str  # "request": the hub rejects the call; "entry": only this entry fails
     # "schema": a JSON Schema keyword carries it; "parser": the parser; "rule": ``check`` below;
     # "document": the validator across entries or lines (duplicates, blank lines)

@@ -49,9 +49,9 @@ Clock = Callable[[], datetime]
 # facts §1.3: the current version and the older ones SDKs used for this operation.
 API_VERSIONS = bulkreg_schema.contract().api_versions
 MODES = bulkreg_schema.contract().bulk_modes
-_CANONICAL = {m.lower(): m for m in MODES}
 # decision: an entry without importMode is createOrUpdate, the import-file default (facts §3.2).
-DEFAULT_MODE = "createOrUpdate"
+DEFAULT_MODE = bulkreg_schema.contract().default_mode
+_canonical_mode = bulkreg_schema.contract().canonical_mode
 NEVER = "0001-01-01T00:00:00Z"  # .NET DateTime.MinValue, as never-connected devices show
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _SUCCESS = {"isSuccessful": True, "errors": [], "warnings": []}
@@ -653,8 +653,7 @@ class Registry:
     def _entry(self, tx: _Tx, entry: dict[str, Any],
                finding: Finding | None) -> dict[str, Any] | None:
         raw_mode = entry.get("importMode")
-        mode = _CANONICAL.get(raw_mode.lower(), raw_mode) if type(raw_mode) is str else \
-            DEFAULT_MODE
+        mode = _canonical_mode(raw_mode) or (raw_mode if type(raw_mode) is str else DEFAULT_MODE)
         if finding is not None:
             return _error_entry(entry, mode, finding.code or "ArgumentInvalid", finding.message)
         key: Key = (entry["id"], entry.get("moduleId") or "")

@@ -1,10 +1,13 @@
-"""The suites of a conformance run, by name; ``run_all`` runs the selected ones in order.
+"""The suites of a conformance run, by name; ``run_all`` runs the plan, then the explorers.
 
-Each suite is a module with ``run(ctx)`` over a :class:`~bulkreg_conformance.context.Context`.
-``SUITES`` is the one registry (names in the order they run); this module stays light to import
-(the pytest plugin reads the names) and loads a suite only when it runs. Environment problems
-(unreachable endpoint, --max-requests reached) stop the run and are reported as errors, never as
-findings about the endpoint.
+``SUITES`` (``bulkreg_conformance.settings``) is the one list of names. A run first executes the
+minimum-coverage plan of its suites (``suites/plan.py``: ``auth`` and ``property`` carry plan
+units), then each selected exploring suite (``property``'s hypothesis draws, ``stateful``,
+``schemathesis``), each a module with ``run(session) -> bool`` (True when it ran to its end),
+with whatever budget is left. This module stays light to import (the pytest plugin reads the
+names) and loads a suite only when it runs. A budget that runs out ends the run quietly and
+says what it left uncovered (the verdict is INCOMPLETE unless the minimum was reached); an
+unreachable endpoint or a suite that could not run is an error of the run, never a silent pass.
 """
 
 from __future__ import annotations
@@ -15,21 +18,15 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING
 
+from bulkreg_conformance.settings import EXPLORERS, PLANNED, SUITES
+
 if TYPE_CHECKING:
-    from bulkreg_conformance.context import Context
+    from bulkreg_conformance.session import Session
 
 __all__ = ["MODULES", "SUITES", "SuiteError", "hypothesis_home", "run_all"]
 
-# name -> module, in running order; differential first: it installs a hook the other suites'
-# bulk calls feed.
-MODULES = {
-    "differential": "differential",
-    "auth": "auth",
-    "property": "property",
-    "stateful": "stateful",
-    "schemathesis": "schemathesis_suite",
-}
-SUITES = tuple(MODULES)
+# exploring suite -> module
+MODULES = {"property": "property", "stateful": "stateful", "schemathesis": "schemathesis_suite"}
 
 
 class SuiteError(Exception):
@@ -54,7 +51,7 @@ def hypothesis_home() -> str:
     return _HOME[0]
 
 
-def run_all(ctx: Context, errors: list[str]) -> None:
+def run_all(s: Session, errors: list[str]) -> None:
     from bulkreg_conformance.client import (  # noqa: PLC0415 - keeps this module light
         BudgetExceeded,
         EndpointUnreachable,
@@ -62,25 +59,35 @@ def run_all(ctx: Context, errors: list[str]) -> None:
         RequestCut,
     )
 
-    for name, module_name in MODULES.items():
-        if name not in ctx.settings.suites:
-            continue
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        ctx.suite = name
-        ctx.progress(name)
+    phases = []
+    if set(s.settings.suites) & set(PLANNED):
+        phases.append(("plan", f"{__name__}.plan"))
+    phases += [(name, f"{__name__}.{MODULES[name]}") for name in EXPLORERS
+               if name in s.settings.suites]
+    for name, module_name in phases:
+        module = importlib.import_module(module_name)
+        s.suite = name
+        s.progress(name)
         try:
-            module.run(ctx)
+            finished = module.run(s)
         except OutOfTime as exc:
-            if ctx.client.interrupted:
+            if s.client.interrupted:
                 raise KeyboardInterrupt from None
             if isinstance(exc, RequestCut):  # the endpoint held a request past the budget
                 errors.append(f"{name}: {exc}; the run stopped early")
-            return  # --time-budget spent: the run ends as it does between cases, no error
+            s.coverage.stop = f"the time budget ran out during {name}"
+            return
         except BudgetExceeded as exc:
-            errors.append(f"{name}: {exc}; the run stopped early")
+            s.coverage.stop = f"{exc} during {name}"
             return
         except EndpointUnreachable as exc:
             errors.append(f"{name}: endpoint unreachable: {exc}")
             return
         except SuiteError as exc:
             errors.append(f"{name}: {exc}")
+            s.coverage.miss(f"the {name} suite could not run", f"explore:{name}")
+            continue
+        if finished is not False and name != "plan":
+            s.coverage.cover(f"explore:{name}")
+        elif name != "plan":
+            s.coverage.miss(f"the time budget ran out during {name}", f"explore:{name}")

@@ -17,7 +17,7 @@ from typing import Any
 import bulkreg_schema
 from bulkreg_validator import LIMITS
 
-__all__ = ["RULE_CASES", "rule_case"]
+__all__ = ["API_VERSION_OF", "RULE_CASES", "nest", "rule_case"]
 
 Maker = Callable[[str], Any]  # id -> JSON value, or bytes for bodies JSON cannot express
 
@@ -32,7 +32,7 @@ def _one(**fields: Any) -> Maker:
     return lambda i: [{"id": i, "importMode": "create", **fields}]
 
 
-def _nest(depth: int) -> dict[str, Any]:
+def nest(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {"leaf": 1}
     for level in range(depth):
         value = {f"l{level}": value}
@@ -84,7 +84,7 @@ RULE_CASES: dict[str, Maker] = {
     "auth-keys-and-thumbprints": _one(authentication={
         "symmetricKey": {"primaryKey": _KEY, "secondaryKey": _KEY},
         "x509Thumbprint": {"primaryThumbprint": _SHA1, "secondaryThumbprint": _SHA1}}),
-    "twin-depth": _one(tags=_nest(_CONTRACT.twin_max_depth + 1)),
+    "twin-depth": _one(tags=nest(_CONTRACT.twin_max_depth + 1)),
     "twin-key-chars": _one(tags={"a.b": 1}),
     "twin-key-length": _one(tags={"k" * (LIMITS["twin_key_bytes"] + 1): 1}),
     "twin-string-length": _one(tags={"k": "v" * (LIMITS["twin_string_bytes"] + 1)}),

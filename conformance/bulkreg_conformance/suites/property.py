@@ -1,14 +1,12 @@
-"""Property suite: every answer checked against the oracle's prediction, then read back.
+"""Property suite: drawn payloads, every answer checked against the oracle's prediction, then
+read back.
 
-Three parts, cheapest first:
-
-1. *scenarios*: a fixed sequence giving every importMode each of its outcomes (ok, not found,
-   already exists, precondition failed), so coverage never depends on luck;
-2. *rule cases*: one negative payload per rule of the rule table (``suites/cases.py``);
-3. *hypothesis*: drawn valid payloads and single-rule mutations (``bulkreg_conformance.strategies``
-   when present, else the small strategies below), some of whose ids are created first so update
-   and delete modes meet existing devices. A failing example is shrunk and its minimal form
-   reported.
+What the suite must cover (every rule on both sides, every stored member, every importMode with
+every outcome, the etag transitions, id identity) the minimum-coverage plan reaches first
+(``suites/plan.py``). This module is the exploration that follows, with whatever budget is left:
+hypothesis draws valid payloads and single-rule mutations (``bulkreg_conformance.strategies``),
+some of whose ids are created first so update and delete modes meet existing devices. A failing
+example is shrunk and its minimal form reported.
 """
 
 from __future__ import annotations
@@ -21,13 +19,11 @@ from hypothesis import strategies as st
 
 import bulkreg_schema
 from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.context import CURRENT_ETAG, CURRENT_TWIN_ETAG, ID_MAX, STALE_ETAG
+from bulkreg_conformance.session import CURRENT_ETAG, CURRENT_TWIN_ETAG, ID_MAX, STALE_ETAG
 from bulkreg_conformance.suites import hypothesis_home
-from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, rule_case
 
 if TYPE_CHECKING:
-    from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.context import Context
+    from bulkreg_conformance.session import Session
 
 __all__ = ["run"]
 
@@ -35,52 +31,11 @@ ID_CHARS = "-:.+%_#*?!(),=@;$'"
 _IF_MATCH = bulkreg_schema.contract().etag_modes | bulkreg_schema.contract().twin_etag_modes
 
 
-def run(ctx: Context) -> None:
-    scenarios(ctx)
-    rule_cases(ctx)
-    if not ctx.out_of_time():
-        drawn(ctx)
-
-
-def scenarios(ctx: Context) -> None:
-    ctx.episode()
-    a, b, c, gone = (ctx.fresh_id(n) for n in ("sa", "sb", "sc", "gone"))
-    every = ctx.fresh_id("all" + ID_CHARS)  # every special character the id pattern allows
-    twin = {"tags": {"site": "A", "nested": {"level": {"deep": True}}},
-            "properties": {"desired": {"rate": 5, "ünïcode-key": "välue"}}}
-    steps: list[list[dict[str, Any]]] = [
-        [{"id": a, "importMode": "create", "status": "enabled", **twin},
-         {"id": b, "importMode": "create", "status": "disabled", "statusReason": "spare"},
-         {"id": c},  # no importMode: createOrUpdate
-         {"id": every, "importMode": "create"}],
-        [{"id": a, "importMode": "create"},
-         {"id": gone, "importMode": "update"},
-         {"id": b, "importMode": "update", "status": "enabled", "capabilities": {"iotEdge": True}}],
-        [{"id": a, "importMode": "updateIfMatchETag", "eTag": CURRENT_ETAG, "statusReason": "m"},
-         {"id": b, "importMode": "updateIfMatchETag", "eTag": STALE_ETAG},
-         {"id": gone, "importMode": "updateIfMatchETag", "eTag": STALE_ETAG}],
-        [{"id": a, "importMode": "updateTwin", "tags": {"site": "B"}},
-         {"id": gone, "importMode": "updateTwin", "tags": {"site": "B"}}],
-        [{"id": a, "importMode": "updateTwinIfMatchETag", "twinETag": CURRENT_TWIN_ETAG,
-          "properties": {"desired": {"rate": 6}}},
-         {"id": b, "importMode": "updateTwinIfMatchETag", "twinETag": STALE_ETAG, "tags": {}},
-         {"id": gone, "importMode": "updateTwinIfMatchETag", "twinETag": STALE_ETAG}],
-        [{"id": a, "importMode": "deleteIfMatchETag", "eTag": STALE_ETAG},
-         {"id": b, "importMode": "deleteIfMatchETag", "eTag": CURRENT_ETAG},
-         {"id": gone, "importMode": "deleteIfMatchETag", "eTag": STALE_ETAG}],
-        [{"id": a, "importMode": "delete"}, {"id": gone, "importMode": "delete"},
-         {"id": c, "importMode": "Delete"}, {"id": every, "importMode": "delete"}],
-    ]
-    for entries in steps:
-        ctx.bulk_step(entries)
-
-
-def rule_cases(ctx: Context) -> None:
-    for rule in RULE_CASES:
-        ctx.episode()
-        device = ctx.fresh_id("r")
-        ctx.bulk_step(None, raw=rule_case(rule, device), rule=rule,
-                      api_version=API_VERSION_OF.get(rule))
+def run(s: Session) -> bool:
+    """Drawn payloads, once the plan has run; True when the examples ran to their end."""
+    if s.out_of_time():
+        return False
+    return drawn(s)
 
 
 # -- hypothesis --------------------------------------------------------------------------------
@@ -113,7 +68,7 @@ def _payloads() -> st.SearchStrategy[Any]:
     return valid(max_size=5) if callable(valid) else _own_entries()
 
 
-def _scoped(ctx: Context, payload: Any, tag: str) -> Any:
+def _scoped(s: Session, payload: Any, tag: str) -> Any:
     """``payload`` with every id moved into the run's prefix and etags made meaningful."""
     if not isinstance(payload, list):
         return payload
@@ -121,7 +76,7 @@ def _scoped(ctx: Context, payload: Any, tag: str) -> Any:
     for original in payload:
         entry = original
         if isinstance(original, dict) and isinstance(original.get("id"), str) and original["id"]:
-            entry = {**original, "id": ctx.scoped(f"{tag}{original['id']}")}
+            entry = {**original, "id": s.scoped(f"{tag}{original['id']}")}
             if "eTag" in entry or entry.get("importMode") in _IF_MATCH:
                 entry["eTag"] = CURRENT_ETAG if len(entry["id"]) % 2 else STALE_ETAG
                 entry["twinETag"] = CURRENT_TWIN_ETAG if len(entry["id"]) % 3 else STALE_ETAG
@@ -129,31 +84,31 @@ def _scoped(ctx: Context, payload: Any, tag: str) -> Any:
     return out
 
 
-def drawn(ctx: Context) -> None:
+def drawn(s: Session) -> bool:
     hypothesis_home()  # no .hypothesis/ in the user's working directory
     serial = iter(range(1, 10**9))
     captured: list[Any] = []
     calls: list[int] = []
 
-    @hypothesis_seed(ctx.seed)
-    @settings(max_examples=ctx.settings.max_examples, database=None, deadline=None,
+    @hypothesis_seed(s.seed)
+    @settings(max_examples=s.settings.max_examples, database=None, deadline=None,
               derandomize=False, phases=[Phase.explicit, Phase.generate, Phase.shrink],
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
     @given(payload=_payloads(), existing=st.lists(st.booleans(), min_size=5, max_size=5))
     def example(payload: Any, existing: list[bool]) -> None:
         calls.append(1)
-        if ctx.out_of_time() or len(calls) > 4 * ctx.settings.max_examples + 20:
+        if s.out_of_time() or len(calls) > 4 * s.settings.max_examples + 20:
             return  # shrinking against a live endpoint is bounded in calls and time
         tag = f"h{next(serial)}-"
-        ctx.episode()
-        entries = _scoped(ctx, payload, tag)
-        with ctx.capture() as failures:
+        s.episode()
+        entries = _scoped(s, payload, tag)
+        with s.capture() as failures:
             ids = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
             pre = [{"id": i, "importMode": "create"} for i, make in zip(ids, existing, strict=False)
                    if make and len(i) <= ID_MAX]
             if pre:
-                ctx.bulk_step(pre, readback=False)
-            ctx.bulk_step(entries)
+                s.bulk_step(pre, readback=False)
+            s.bulk_step(entries)
         captured[:] = [failures]
         if failures:
             raise AssertionError(f"{len(failures)} check(s) failed")
@@ -169,5 +124,6 @@ def drawn(ctx: Context) -> None:
     if captured and captured[0]:
         for failure in captured[0]:  # the last replay is hypothesis' minimal example
             failure.message += " (shrunk by hypothesis)"
-            ctx.fail(failure)
+            s.fail(failure)
+    return not s.out_of_time()
 

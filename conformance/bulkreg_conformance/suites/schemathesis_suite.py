@@ -21,7 +21,7 @@ API (docs: notes on schemathesis 4, §3 and §7):
   not a reason to re-sign);
 - no ``schemathesis.toml`` is read and nothing is written to the working directory.
 
-Schemathesis reads the *service view* of openapi.json (``checks.service_openapi``): only the
+Schemathesis reads the *service view* of openapi.json (``service_view.service_openapi``): only the
 constraints the service must enforce, unknown members allowed, unset members nullable, so its
 negative phase sends only bodies the service must reject. Each schemathesis failure becomes a
 runner failure named ``schemathesis:<check>`` with that check's evidence
@@ -38,18 +38,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance import decisions
-from bulkreg_conformance.checks import (
-    SCHEMATHESIS_PREFIX,
-    Failure,
-    evidence_of,
-    member,
-    reported_errors,
-    service_openapi,
-    weakest,
-)
+from bulkreg_conformance.answers import member, reported_errors
+from bulkreg_conformance.checks import SCHEMATHESIS_PREFIX, evidence_of
 from bulkreg_conformance.client import ID_PATTERN, KEEP_BYTES, Exchange, RailsAdapter, bulk_ids
-from bulkreg_conformance.context import ID_MAX
+from bulkreg_conformance.evidence import Evidence, weakest
+from bulkreg_conformance.expectation import accept_evidence
 from bulkreg_conformance.oracle import API_VERSIONS
+from bulkreg_conformance.service_view import service_openapi
+from bulkreg_conformance.session import ID_MAX, Failure
 from bulkreg_conformance.suites import SuiteError, hypothesis_home
 
 if TYPE_CHECKING:
@@ -58,7 +54,7 @@ if TYPE_CHECKING:
     from schemathesis.generation.case import Case
     from schemathesis.schemas import BaseSchema
 
-    from bulkreg_conformance.context import Context
+    from bulkreg_conformance.session import Session as Context
 
 __all__ = ["OPERATIONS", "run"]
 
@@ -76,14 +72,15 @@ _NEGATIVE = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422
              "5xx"]
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context) -> bool:
+    """Schemathesis' phases until they end or the suite's time is up; True when they ended."""
     if ctx.out_of_time():
-        return
+        return False
     hypothesis_home()
     _known_codecs()
     schema = _schema(ctx)
     with _prefixing(ctx, schema) as adapter:
-        _execute(ctx, schema, adapter)
+        return _execute(ctx, schema, adapter)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -258,7 +255,7 @@ def _prefixing(ctx: Context, schema: BaseSchema) -> Iterator[RailsAdapter]:
         scope_case(ctx.client.prefix, case)
         ids = _case_ids(case)
         ctx.client.check_ids(ids)  # PrefixViolation: the request is not sent
-        ctx.client.touched.update(ids)
+        ctx.client.track(ids)  # BudgetExceeded: nor is it when its cleanup is unaffordable
 
     schemathesis.hook(before_call)
     try:
@@ -297,7 +294,7 @@ def _rails(ctx: Context) -> Iterator[RailsAdapter]:
 # -- running and reporting -------------------------------------------------------------------
 
 
-def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
+def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> bool:
     """Run schemathesis' engine and tally its checks until the suite's time is up.
 
     Events come per scenario, which may last long, so a timer ends the suite on time: it closes
@@ -312,6 +309,7 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
     stream = from_schema(schema).execute()
 
     timers: list[threading.Timer] = []
+    cut: list[bool] = []  # the suite's time ran out before schemathesis' phases ended
 
     def later(seconds: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(max(0.0, seconds), action)
@@ -320,6 +318,7 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
         timer.start()
 
     def close() -> None:
+        cut.append(True)
         adapter.closed = True
         later(WIND_DOWN, stream.stop)
 
@@ -335,6 +334,8 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
                 # on time or budget, is no interruption)
                 raise KeyboardInterrupt
             elif isinstance(event, (events.FatalError, events.NonFatalError)):
+                if ctx.client.stopped:  # our own budget, surfacing through schemathesis
+                    raise ctx.client.stopped
                 raise SuiteError(f"schemathesis could not run: {_error_text(event)}")
             if ctx.client.stopped:
                 stream.stop()
@@ -345,6 +346,7 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> None:
         stream.stop()  # also when leaving early: its workers send nothing more
     if ctx.client.stopped:  # --max-requests or the run's time: an error of the run
         raise ctx.client.stopped
+    return not cut
 
 
 def _record(ctx: Context, recorder: ScenarioRecorder) -> None:
@@ -370,16 +372,18 @@ def _failure(ctx: Context, recorder: ScenarioRecorder, case_id: str, name: str,
     message = ctx.client.redactor.text(
         f"{failure.operation or recorder.label}: {title}: {failure.message}".strip())
     payload = exchange.request_body.decode("utf-8", "replace") if exchange else None
-    return Failure(name, _evidence(name, exchange), message, suite="schemathesis",
+    evidence = _evidence(name, exchange)
+    return Failure(name, evidence.level, message, suite="schemathesis",
                    payload=payload, exchanges=[exchange] if exchange else [],
-                   replay=_replay(ctx, name, payload, ctx.client.api_version))
+                   replay=_replay(ctx, name, payload, ctx.client.api_version),
+                   basis=evidence.basis)
 
 
-def _evidence(name: str, exchange: Exchange | None) -> str:
+def _evidence(name: str, exchange: Exchange | None) -> Evidence:
     """The evidence of one schemathesis failure's claim. Schema-violating entries answered with
     a result whose errors fail them were rejected: only the 200 is in question (decision
     per-entry-status)."""
-    level = evidence_of(name) or "contract"
+    level = Evidence(evidence_of(name) or "contract")
     if name == SCHEMATHESIS_PREFIX + "negative_data_rejection" and exchange is not None:
         body = exchange.json()
         if isinstance(body, dict) and reported_errors(body) and \
@@ -424,8 +428,10 @@ def _exchange(ctx: Context, recorder: ScenarioRecorder, case_id: str) -> Exchang
 
 
 def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None:
-    """A 400 to a request the offline validator accepts as a whole must be the per-entry result
-    (BulkRegistryOperationResult), not a request-level rejection."""
+    """A 400 to a request the offline validator accepts as a whole should be the per-entry
+    result (BulkRegistryOperationResult), not a request-level rejection; where the decisions
+    leave the choice open (an entry that fails on its own, an omitted importMode…: decision
+    request-or-entry and the others :func:`accept_evidence` weighs), either answer passes."""
     if case.method.upper() != "POST" or response.status_code != 400 or _negative(case):
         return
     content_type = _header(response.headers, "content-type")
@@ -451,7 +457,9 @@ def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None
     except (ValueError, RecursionError):
         got = None
     name = SCHEMATHESIS_PREFIX + CUSTOM
-    if isinstance(got, dict) and "isSuccessful" in got:
+    level = weakest(Evidence(evidence_of(name) or "inferred"),
+                    accept_evidence(report, _parsed(body), version))
+    if (isinstance(got, dict) and "isSuccessful" in got) or level.level == "open":
         ctx.passed(name)
         return
     scrub = ctx.client.redactor
@@ -460,10 +468,17 @@ def _bulk_result_body(ctx: Context, case: Case[Any], response: Response) -> None
                          for k, v in response.headers.items()},
                         scrub.bytes(response.content), response.elapsed, "sas").kept()
     payload = body.decode("utf-8", "replace")
-    ctx.fail(Failure(name, evidence_of(name) or "inferred", "a request the validator accepts "
-                     "as a whole was rejected as a whole (400 without a "
-                     "BulkRegistryOperationResult body)", suite="schemathesis", payload=payload,
-                     exchanges=[exchange], replay=_replay(ctx, name, payload, version)))
+    ctx.fail(Failure(name, level.level, "a request the validator accepts as a whole was "
+                     "rejected as a whole (400 without a BulkRegistryOperationResult body)",
+                     suite="schemathesis", payload=payload, exchanges=[exchange],
+                     replay=_replay(ctx, name, payload, version), basis=level.basis))
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
 
 
 def _negative(case: Case[Any]) -> bool:

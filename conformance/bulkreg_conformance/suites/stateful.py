@@ -33,20 +33,19 @@ from hypothesis.stateful import (
 )
 
 import bulkreg_schema
-from bulkreg_conformance.checks import Failure
 from bulkreg_conformance.client import ClientError
-from bulkreg_conformance.context import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG
+from bulkreg_conformance.session import CURRENT_ETAG, CURRENT_TWIN_ETAG, STALE_ETAG, Failure
 from bulkreg_conformance.suites import hypothesis_home
 
 if TYPE_CHECKING:
-    from bulkreg_conformance.context import Context
+    from bulkreg_conformance.session import Session
 
 __all__ = ["run"]
 
 NAMES = ("a", "b", "c")  # few names: steps keep meeting the same devices
 STEPS = 6  # steps per sequence
 _CONTRACT = bulkreg_schema.contract()
-MODES = ("createOrUpdate", *_CONTRACT.bulk_modes)
+MODES = (_CONTRACT.default_mode, *_CONTRACT.bulk_modes)
 _ETAG_MODES = _CONTRACT.etag_modes
 _TWIN_ETAG_MODES = _CONTRACT.twin_etag_modes
 _WRITES_DEVICE = {m for m in MODES if m not in _CONTRACT.delete_modes
@@ -63,7 +62,7 @@ def entry(device_id: str, mode: str, *, fresh: bool = True, status: str | None =
           ) -> dict[str, Any]:
     """One ExportImportDevice of ``mode``; ``fresh`` picks the current or a stale etag."""
     out: dict[str, Any] = {"id": device_id, "importMode": mode}
-    if mode == "createOrUpdate":
+    if mode == _CONTRACT.default_mode:
         del out["importMode"]  # the default mode
     if mode in _ETAG_MODES:
         out["eTag"] = CURRENT_ETAG if fresh else STALE_ETAG
@@ -81,7 +80,7 @@ def entry(device_id: str, mode: str, *, fresh: bool = True, status: str | None =
 class _Bounds:
     """What the whole suite may spend: sequences started and bulk calls sent (with shrinking)."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Session) -> None:
         self.ctx = ctx
         self.examples = 0
         self.calls = 0
@@ -94,7 +93,7 @@ class _Bounds:
 Found = list[tuple[list[Failure], list[str]]]  # failures and the steps that showed them
 
 
-def _machine(ctx: Context, bounds: _Bounds, last: Found, deviations: Found) -> type:
+def _machine(ctx: Session, bounds: _Bounds, last: Found, deviations: Found) -> type:
     class Registry(RuleBasedStateMachine):
         """Bulk calls over NAMES; see the module docstring."""
 
@@ -136,7 +135,7 @@ def _machine(ctx: Context, bounds: _Bounds, last: Found, deviations: Found) -> t
 
         @rule(name=_names, status=_status)
         def create_or_update(self, name: str, status: str) -> None:
-            self.send([entry(self.device(name), "createOrUpdate", status=status)])
+            self.send([entry(self.device(name), _CONTRACT.default_mode, status=status)])
 
         @rule(name=_names, status=_status)
         def update(self, name: str, status: str) -> None:
@@ -179,9 +178,10 @@ def _machine(ctx: Context, bounds: _Bounds, last: Found, deviations: Found) -> t
     return Registry
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Session) -> bool:
+    """Sequences until --max-examples or the budget; True when they ran to their end."""
     if ctx.out_of_time():
-        return
+        return False
     hypothesis_home()
     bounds = _Bounds(ctx)
     last: Found = []
@@ -204,13 +204,14 @@ def run(ctx: Context) -> None:
         _report(ctx, failures, f"shrunk by hypothesis; minimal sequence: {_show(steps)}")
     for failures, steps in deviations:
         _report(ctx, failures, f"sequence: {_show(steps)}")
+    return not ctx.out_of_time()
 
 
 def _show(steps: list[str]) -> str:
     return "; ".join(f"{n}. {step}" for n, step in enumerate(steps, 1))
 
 
-def _report(ctx: Context, failures: list[Failure], note: str) -> None:
+def _report(ctx: Session, failures: list[Failure], note: str) -> None:
     for failure in failures:
         failure.message += f" ({note})"
         ctx.fail(failure)

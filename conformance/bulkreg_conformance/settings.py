@@ -1,0 +1,39 @@
+"""A run's settings and the names of its suites (light: the CLI and the pytest plugin read it).
+
+``SUITES`` is the one list of suite names, in running order. ``auth`` and ``property`` carry the
+minimum-coverage plan (``bulkreg_conformance.coverage``); ``property`` (its hypothesis part),
+``stateful`` and ``schemathesis`` then explore with whatever budget is left. The differential
+comparison with the offline validator is no suite: it observes every bulk call of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_TIME_BUDGET", "EXPLORERS", "PLANNED", "SUITES", "Settings"]
+
+SUITES = ("auth", "property", "stateful", "schemathesis")
+PLANNED = ("auth", "property")  # suites whose minimum coverage the plan reaches first
+EXPLORERS = ("property", "stateful", "schemathesis")  # suites that explore at random afterwards
+DEFAULT_TIME_BUDGET = 50.0  # seconds, unless --rate-limit needs more to fit the plan
+
+
+@dataclass
+class Settings:
+    endpoint: str | None = None
+    connection_string: str | None = None
+    # a second connection string whose policy may only read (the auth suite checks writes are
+    # refused with it); the built-in hub supplies its own registryRead policy
+    read_connection_string: str | None = None
+    suites: tuple[str, ...] = SUITES
+    max_examples: int = 25
+    seed: int | None = None
+    strict: bool = False
+    prefix: str | None = None
+    rate_limit: float | None = None
+    max_requests: int | None = None
+    time_budget: float | None = None  # seconds; None: DEFAULT_TIME_BUDGET, grown to fit the plan
+    readback_limit: int = 4  # ids read back per bulk call of the exploring suites
+    replay: dict[str, Any] | None = None  # a replay file's content: send its payload only
+    ca_cert: str | None = None  # CA bundle trusted for an https endpoint (--ca-cert)
