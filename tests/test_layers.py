@@ -84,7 +84,8 @@ def test_every_part_has_a_layer() -> None:
     assert parts <= set(LAYER), sorted(parts - set(LAYER))
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_conformance_layers(path: Path) -> None:
     own = _part(path)
     if own == "__init__":
