@@ -29,7 +29,7 @@ from bulkreg_conformance.answers import (
     result_of,
 )
 from bulkreg_conformance.client import Exchange
-from bulkreg_conformance.evidence import CONTRACT, DOCUMENTED, Evidence, weakest
+from bulkreg_conformance.evidence import CONTRACT, DOCUMENTED, Evidence, blamed
 from bulkreg_conformance.expectation import API_VERSION, Expectation
 from bulkreg_conformance.service_view import (
     declared_statuses,
@@ -242,7 +242,7 @@ def status(seen: Seen) -> list[Problem]:
     if want.request_level and rejected_whole(exchange):
         decision = decisions.linked("per-entry", want.rule) or "error-codes"
         return [Problem("status", f"expected HTTP {want.status}, got {exchange.status}",
-                        weakest(decisions.evidence(decision), want.reject_evidence))]
+                        blamed(want.reject_evidence, decisions.evidence(decision)))]
     result = result_of(exchange)
     if not want.request_level and result is not None:
         # the status of a result follows the endpoint's own isSuccessful (decision
@@ -265,7 +265,7 @@ def request_error_code(seen: Seen) -> list[Problem]:
     expected, got = code_name(want.code), error_code(exchange)
     if expected is None or got == expected:
         return []
-    level = weakest(want.reject_evidence, decisions.evidence("error-codes"))
+    level = blamed(want.reject_evidence, decisions.evidence("error-codes"))
     if want.api_version != API_VERSION and "InvalidProtocolVersion" in {got, expected}:
         level = decisions.evidence("older-api-versions")  # refused, or accepted and judged
     return [Problem("request-error-code", f"expected errorCode {expected}, got {got}", level)]
@@ -318,8 +318,8 @@ def errors(seen: Seen) -> list[Problem]:
         elif claim.code is not None and code_name(got) != code_name(claim.code) and \
                 code_name(got) not in claim.alternatives and "*" not in claim.alternatives:
             problems.append(Problem("errors", f"{who}: expected errorCode {claim.code}, got "
-                                    f"{got}", weakest(claim.evidence,
-                                                      decisions.evidence("error-codes"))))
+                                    f"{got}", blamed(claim.evidence,
+                                                     decisions.evidence("error-codes"))))
     return problems
 
 

@@ -363,7 +363,9 @@ class RequestDeadline(requests.exceptions.ReadTimeout):
 
 class RailsAdapter(HTTPAdapter):
     """A requests transport that applies the client's rails to every request it sends: count
-    and rate limit (:meth:`Client.admit`), one total deadline, a capped body read.
+    and rate limit (:meth:`Client.admit`), one total deadline, a capped body read, and the
+    retries of a 429 or 503 (:meth:`Client.retry_wait`), so schemathesis' checks see the
+    answer a throttled endpoint gives once it lets the request through.
 
     The body is read here (whatever ``stream`` asks) up to :data:`READ_CAP`; a longer answer is
     cut there, its connection dropped, and the response marked ``bulkreg_truncated``.
@@ -382,6 +384,19 @@ class RailsAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, verify: bool | str = True, cert: Any = None,
              proxies: Any = None) -> requests.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._send_once(request, verify=verify, cert=cert, proxies=proxies)
+            wait = self._client.retry_wait(response.status_code,
+                                           response.headers.get("Retry-After"), attempt)
+            if wait is None:
+                return response
+            response.close()
+            time.sleep(wait)
+
+    def _send_once(self, request: requests.PreparedRequest, *, verify: bool | str,
+                   cert: Any, proxies: Any) -> requests.Response:
         client = self._client
         if self.closed:
             raise OutOfTime("this suite's time is up: not sent")
@@ -747,6 +762,22 @@ class Client:
                         answered, self.redactor.bytes(content), elapsed, auth_label,
                         truncated, size)
 
+    def retry_wait(self, status: int, retry_after: str | None, attempt: int) -> float | None:
+        """Seconds to wait before trying a request again that was answered ``status`` on its
+        ``attempt``-th try (its Retry-After honoured, else a growing back-off), or None: no
+        retry (not a 429/503, or out of attempts, patience or time)."""
+        if status not in _RETRY_STATUSES or attempt >= self._limits.max_attempts:
+            return None
+        wait = _retry_after(retry_after)
+        wait = min(2.0 ** (attempt - 1) * 0.5, 8.0) if wait is None else wait
+        with self._lock:
+            if self._counters.waited + wait > self._limits.retry_budget or (
+                    self.deadline is not None and time.monotonic() + wait >= self.deadline):
+                return None  # out of patience: the caller sees the 429/503
+            self._counters.waited += wait
+            self._counters.retried += 1
+        return wait
+
     def _send_with_retries(self, method: str, url: str, body: bytes,
                            headers: dict[str, str]) -> tuple[requests.Response, float]:
         attempt = 0
@@ -755,15 +786,10 @@ class Client:
             started = time.monotonic()
             response = self._send_once(method, url, body, headers)
             elapsed = time.monotonic() - started
-            if response.status_code not in _RETRY_STATUSES or attempt >= self._limits.max_attempts:
+            wait = self.retry_wait(response.status_code, response.headers.get("Retry-After"),
+                                   attempt)
+            if wait is None:
                 return response, elapsed
-            wait = _retry_after(response.headers.get("Retry-After"))
-            wait = min(2.0 ** (attempt - 1) * 0.5, 8.0) if wait is None else wait
-            if self._counters.waited + wait > self._limits.retry_budget or (
-                    self.deadline is not None and time.monotonic() + wait >= self.deadline):
-                return response, elapsed  # out of patience: the caller sees the 429/503
-            self._counters.waited += wait
-            self._counters.retried += 1
             time.sleep(wait)
 
     def _send_once(self, method: str, url: str, body: bytes,

@@ -15,8 +15,9 @@ alternative (``tests/conformance/test_decision_variants.py``), so the table is e
 row. A row without alternatives is one no run exercises, and its ``accepts`` says so with "–".
 ``rules`` links rules of the rule table to the row: ``rejection`` (the row, not the rule, gives
 the evidence that the rule's violation must be rejected), ``per-entry`` (the row decides whether
-per-entry errors may stand in for a request-level rejection of the rule) and ``warning`` (the row
-gives the evidence of an entry that draws the rule's warning).
+per-entry errors may stand in for a request-level rejection of the rule), ``warning`` (the row
+gives the evidence of an entry that draws the rule's warning) and ``limit`` (the row speaks for
+the rule's looser endpoints, whose evidence stays the rule's).
 
 The checks look a decision up by its key (:func:`evidence`) or by a rule's link (:func:`linked`),
 so what the README's table says a run accepts is what the code accepts; the table is generated
@@ -32,7 +33,7 @@ from bulkreg_conformance.evidence import Evidence
 
 __all__ = ["DECISIONS", "Decision", "evidence", "linked", "markdown"]
 
-ROLES = ("rejection", "per-entry", "warning")
+ROLES = ("rejection", "per-entry", "warning", "limit")
 
 
 class Decision(NamedTuple):
@@ -91,7 +92,7 @@ _ROWS = [
     Decision("request-or-entry", "Whole request or one entry rejected for an invalid entry",
              "the whole request (generic error body)", "CS error mapping; no captured trace",
              "a request-level error, or a per-entry error for the invalid entries", "open",
-             alternatives=('entry-error', 'entry-error-without-id')),
+             alternatives=('entry-error',)),
     Decision("too-many-status", "More than 100 entries",
              "413 TooManyDevices, generic body", "CS error mapping",
              "any rejection; 400 or 403 instead of 413 is a deviation", "observed",
@@ -130,13 +131,18 @@ _ROWS = [
     Decision("twin-limits", "Twin arrays, depth, key and value sizes",
              "as the validator decides", "rule table",
              "a looser endpoint is a failure or a deviation by the rule's evidence", "inferred",
-             alternatives=('accept-null-in-arrays',)),
+             alternatives=('accept-null-in-arrays',),
+             rules=tuple(("limit", r) for r in (
+                 "twin-depth", "twin-key-chars", "twin-key-length", "twin-string-length",
+                 "twin-integer-range", "twin-array-null", "twin-array-api-version",
+                 "twin-section-size"))),
     Decision("null-in-twin", "Null in bulk tags/desired", "dropped (null means \"remove\")",
              "DOC-TW", "dropped or kept", "open",
              alternatives=('keep-nulls',)),
     Decision("keys", "Symmetric keys", "16–64 bytes, both or neither; empty or null: generate",
              "CS SymmetricKey, NODE", "a looser endpoint is a deviation", "observed",
-             alternatives=('accept-short-keys',)),
+             alternatives=('accept-short-keys',),
+             rules=(("limit", "auth-key-invalid"), ("limit", "auth-keys-pair"))),
     Decision("update-omitted-members", "Members and twin sections an update leaves out",
              "device members reset to their defaults; tags and desired kept unless the entry "
              "carries them", "DOC-BULK \"existing information is overwritten with the provided "

@@ -24,7 +24,7 @@ from bulkreg_conformance.answers import (
     result_of,
 )
 from bulkreg_conformance.checks import Problem
-from bulkreg_conformance.evidence import weakest
+from bulkreg_conformance.evidence import blamed
 from bulkreg_conformance.expectation import (
     API_VERSION,
     accept_evidence,
@@ -83,7 +83,7 @@ def compare(body: bytes, api_version: str, exchange: Exchange) -> list[Problem]:
         elif RULES[finding.rule].scope == "entry" and \
                 code_name(failed[index]) != code_name(finding.code):
             problems.append(Problem("differential", f"{what}; the endpoint answered "
-                                    f"{failed[index]}", weakest(
+                                    f"{failed[index]}", blamed(
                                         rejection_evidence(finding.rule, entry),
                                         decisions.evidence("error-codes"))))
     return problems
@@ -97,7 +97,7 @@ def _rejected(rule: str, code: str | None, level: Any, exchange: Exchange,
     have = error_code(exchange)
     if code and have != code:
         return [Problem("differential", f"the validator predicts errorCode {code} ({rule}); the "
-                        f"endpoint answered {have}", weakest(
+                        f"endpoint answered {have}", blamed(
                             level, decisions.evidence("error-codes")))]
     return []
 

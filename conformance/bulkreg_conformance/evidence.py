@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from bulkreg_validator import EVIDENCE_LEVELS, RULES
 
-__all__ = ["FAILING", "LEVELS", "Evidence", "of_rule", "verdict", "weakest"]
+__all__ = ["FAILING", "LEVELS", "Evidence", "blamed", "of_rule", "verdict", "weakest"]
 
 LEVELS = ("open", *reversed(EVIDENCE_LEVELS))  # weakest first
 FAILING = frozenset(EVIDENCE_LEVELS[:2])  # contract, documented
@@ -47,6 +47,12 @@ def of_rule(rule: str) -> Evidence:
 def weakest(*claims: Evidence) -> Evidence:
     """The weakest of ``claims`` (the first of equals), basis included."""
     return min(claims, key=lambda e: e.rank)
+
+
+def blamed(claim: Evidence, part: Evidence) -> Evidence:
+    """A claim with a part that broke: as strong as the weaker of the two, resting on the part
+    (an errorCode that differs is the errorCode's deviation, however sure the rejection was)."""
+    return Evidence(weakest(claim, part).level, part.basis)
 
 
 def verdict(level: str, strict: bool) -> str:

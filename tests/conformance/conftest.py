@@ -25,6 +25,7 @@ class Served:
     url: str
     connection_string: str
     key: str
+    read_connection_string: str | None = None  # the hub's registryRead policy
 
 
 @pytest.fixture
@@ -44,9 +45,10 @@ def serve() -> Iterator[Callable[..., Served]]:
             server.server_close()
 
         stops.append(stop)
-        owner = hub.policies["iothubowner"]
+        owner, reader = hub.policies["iothubowner"], hub.policies["registryRead"]
         return Served(hub, f"http://127.0.0.1:{server.port}",
-                      make_connection_string(hub.host_name, owner.name, owner.key), owner.key)
+                      make_connection_string(hub.host_name, owner.name, owner.key), owner.key,
+                      make_connection_string(hub.host_name, reader.name, reader.key))
 
     yield start
     for stop in stops:

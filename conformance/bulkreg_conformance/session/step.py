@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import bulkreg_schema
 from bulkreg_conformance.answers import (
+    error_code,
     failed_entries,
     member,
     rejected_whole,
@@ -61,6 +62,7 @@ PREVIOUS_TWIN_ETAG = "<previous-twin-etag>"
 STALE_ETAG = "c3RhbGU="  # base64 "stale": a well-formed etag no device has
 _CONTRACT = bulkreg_schema.contract()
 ID_MAX = _CONTRACT.id_max_length
+_EXACT = frozenset(bulkreg_schema.load("ExportImportDevice")["properties"])
 
 # (the mirror, the body sent, its api-version, the answer, the step's rule)
 Observer = Callable[["Mirror", bytes, str, Exchange, "str | None"], None]
@@ -242,7 +244,10 @@ class Mirror:
             elif canonical in _CONTRACT.twin_only_modes:
                 self.twin_carried[device_id] = twin
             else:
-                self.device_carried[device_id] = frozenset(str(k).lower() for k in entry)
+                # a member named in another case may be read either way (decision
+                # member-casing): only exact names count as carried
+                self.device_carried[device_id] = frozenset(
+                    str(k).lower() for k in entry if k in _EXACT)
                 self.twin_carried[device_id] = twin
                 auth = entry.get("authentication")
                 sym = member(auth, "symmetricKey")
@@ -379,8 +384,14 @@ def _applies(check: str, want: Expectation, exchange: Exchange) -> bool:
 
 
 def _judged(exchange: Exchange) -> bool:
-    """The answer is a verdict on the request (a 401, 429 or 5xx is not)."""
-    return exchange.status not in {401, 403, 429} and exchange.status < 500
+    """The answer is a verdict on the request (a 401, a 403 for the token, 429 or 5xx is
+    not)."""
+    if exchange.status == 403:
+        return error_code(exchange) not in _REFUSED_TOKEN
+    return exchange.status not in {401, 429} and exchange.status < 500
+
+
+_REFUSED_TOKEN = frozenset({"IotHubUnauthorizedAccess", "IotHubUnauthorized", None})
 
 
 def _why(exchange: Exchange) -> str:
