@@ -117,6 +117,7 @@ class Coverage:
         self.covered: set[str] = set()
         self.reasons: dict[str, str] = {}  # item -> why it was not reached (first reason)
         self.stop: str | None = None  # why the run stopped early, if it did
+        self.requests: int | None = None  # requests sent when the plan had reached it all
 
     def cover(self, *items: str) -> None:
         self.covered.update(items)

@@ -13,6 +13,7 @@ found, already exists, etag mismatch) are the oracle's business, not the validat
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bulkreg_conformance import decisions
@@ -24,7 +25,7 @@ from bulkreg_conformance.answers import (
     result_of,
 )
 from bulkreg_conformance.checks import Problem
-from bulkreg_conformance.evidence import blamed
+from bulkreg_conformance.evidence import Evidence, blamed, weakest
 from bulkreg_conformance.expectation import (
     API_VERSION,
     accept_evidence,
@@ -42,9 +43,15 @@ __all__ = ["compare", "observe"]
 
 
 def observe(mirror: Mirror, body: bytes, api_version: str, exchange: Exchange,
-            rule: str | None) -> None:
-    mirror.ledger.judge("differential", compare(body, api_version, exchange),
-                        payload=body.decode("utf-8", "replace"), exchanges=[exchange], rule=rule)
+            rule: str | None, bounds: Mapping[str, Evidence] | None = None) -> None:
+    """Judge one bulk call (``bounds``: the evidence of the rules whose valid side the call's
+    entries exercise, which bounds the claim that the endpoint must accept them)."""
+    problems = compare(body, api_version, exchange)
+    if bounds:
+        problems = [p._replace(evidence=weakest(p.evidence, *bounds.values()))
+                    if "the validator accepts" in p.message else p for p in problems]
+    mirror.ledger.judge("differential", problems, payload=body.decode("utf-8", "replace"),
+                        exchanges=[exchange], rule=rule)
 
 
 def compare(body: bytes, api_version: str, exchange: Exchange) -> list[Problem]:

@@ -82,6 +82,7 @@ def _coverage(result: Result) -> dict[str, Any]:
     cov = result.coverage
     return {
         "reached": cov.reached(),
+        "requests_to_reach": cov.requests,
         "required": len(cov.required),
         "covered": len(cov.required) - len(cov.missing()),
         "groups": {GROUPS[group]: {"reached": done, "required": total, "missing": missing}
@@ -220,7 +221,8 @@ def summary(result: Result, secrets: tuple[str, ...] = ()) -> str:
         f"prefix: {data['prefix']}  seed: {data['seed']}  requests: {data['requests']}  "
         f"time: {data['elapsed_seconds']:.1f}s",
         *(f"note: {note}" for note in data["notes"]),
-        ("coverage: minimum reached: " if cov["reached"] else
+        ((f"coverage: minimum reached (after {cov['requests_to_reach']} requests): "
+          if cov["requests_to_reach"] else "coverage: minimum reached: ") if cov["reached"] else
          f"coverage: minimum NOT reached ({cov['covered']} of {cov['required']} items): ")
         + groups,
         *_missing_lines(data),

@@ -45,7 +45,7 @@ RULE_CASES: dict[str, Maker] = {
     "json-lone-surrogate": lambda i: (
         f'[{{"id": "{i}", "importMode": "create", "tags": {{"k": "\\ud800"}}}}]').encode(),
     "json-duplicate-key": lambda i: (
-        f'[{{"id": "{i}", "importMode": "create", "importMode": "delete"}}]').encode(),
+        f'[{{"id": "{i}", "importMode": "delete", "importMode": "create"}}]').encode(),
     "json-nonfinite": lambda i: (
         f'[{{"id": "{i}", "importMode": "create", "tags": {{"k": NaN}}}}]').encode(),
     "json-number-range": lambda i: (
