@@ -170,4 +170,3 @@ def drawn(ctx: Context) -> None:
         for failure in captured[0]:  # the last replay is hypothesis' minimal example
             failure.message += " (shrunk by hypothesis)"
             ctx.fail(failure)
-
