@@ -1,13 +1,24 @@
-"""The project's own habits: CI lints before it tests."""
+"""The project's own habits: CI lints before it tests, no test can hang."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
+
+def pytest_run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a subprocess, with this project's configuration, on files under tmp_path."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"),
+         "--rootdir", str(tmp_path), "--color", "no", *args],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        check=False)
 
 
 # --- CI ------------------------------------------------------------------------------------------
@@ -23,5 +34,52 @@ def test_ci_runs_ruff_and_mypy_before_the_tests_and_stops_on_findings() -> None:
     assert PYPROJECT["tool"]["mypy"]["strict"] is True
     assert PYPROJECT["tool"]["mypy"]["packages"] == [
         "bulkreg_schema", "bulkreg_validator", "bulkreg_conformance"]
+
+
+# --- pytest-timeout ------------------------------------------------------------------------------
+
+HANGS = """
+import threading
+
+def test_hangs():
+    threading.Event().wait()  # never set
+
+def test_after_the_hang():
+    pass
+"""
+
+
+def test_a_hanging_test_fails_and_the_run_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "test_hang.py").write_text(HANGS)
+    run = pytest_run(tmp_path, "-o", "timeout=1", "test_hang.py")
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert "Failed: Timeout (>1.0s) from pytest-timeout." in output
+    assert "1 failed, 1 passed" in output
+
+
+PRINT_TIMEOUTS = """
+def pytest_collection_finish(session):
+    for item in session.items:
+        marker = item.get_closest_marker("timeout")
+        print("TIMEOUT", item.name, marker.args[0] if marker else None)
+"""
+
+
+def test_slow_tests_get_the_longer_timeout(tmp_path: Path) -> None:
+    """tests/conftest.py gives -m slow tests SLOW_TIMEOUT; the others keep pyproject's."""
+    (tmp_path / "print_timeouts.py").write_text(PRINT_TIMEOUTS)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow or not slow",
+         "-p", "print_timeouts", "tests/conformance/test_seed_sweep.py",
+         "tests/test_habits.py::test_slow_tests_get_the_longer_timeout"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+        text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    found = dict(line.split()[1:] for line in run.stdout.splitlines()
+                 if line.startswith("TIMEOUT "))
+    assert found == {"test_ten_random_seeds_pass": "3600",
+                     "test_slow_tests_get_the_longer_timeout": "None"}
+    assert PYPROJECT["tool"]["pytest"]["ini_options"]["timeout"] < 3600
 
 
