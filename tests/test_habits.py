@@ -1,5 +1,5 @@
-"""The project's own habits: CI lints before it tests, no test can hang, and the `sdk` extra
-brings what the official SDK imports."""
+"""The project's own habits: CI lints before it tests, no test can hang, the licence and the
+changelog match pyproject.toml, and the `sdk` extra brings what the official SDK imports."""
 
 from __future__ import annotations
 
@@ -86,6 +86,28 @@ def test_slow_tests_get_the_longer_timeout(tmp_path: Path) -> None:
     assert found == {"test_ten_random_seeds_pass": "3600",
                      "test_slow_tests_get_the_longer_timeout": "None"}
     assert PYPROJECT["tool"]["pytest"]["ini_options"]["timeout"] < 3600
+
+
+# --- licence, changelog --------------------------------------------------------------------------
+
+
+def test_the_licence_file_is_the_mit_licence_pyproject_declares() -> None:
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert PYPROJECT["project"]["license"] == "MIT"
+    assert PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    assert text.startswith("MIT License\n\nCopyright (c) ")
+    assert re.search(r"^Copyright \(c\) \d{4} the bulkreg authors$", text, re.MULTILINE)
+    assert "Permission is hereby granted, free of charge" in text
+
+
+def test_the_changelog_has_an_entry_for_the_version_in_pyproject() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert text.startswith("# Changelog\n")
+    versions = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    # the newest entry is the version pyproject.toml (and so `bulkreg --version`) reports
+    assert versions and versions[0] == PYPROJECT["project"]["version"], versions
+    kinds = set(re.findall(r"^### (.+)$", text, re.MULTILINE))
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds
 
 
 # --- the sdk extra -------------------------------------------------------------------------------
