@@ -29,12 +29,15 @@ def pytest_run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
 # --- CI ------------------------------------------------------------------------------------------
 
 
-def test_ci_runs_ruff_and_mypy_before_the_tests_and_stops_on_findings() -> None:
+def test_ci_runs_ruff_mypy_and_the_hooks_before_the_tests_and_stops_on_findings() -> None:
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     assert lines[0] == "set -euo pipefail"  # a finding (non-zero exit) ends the run
-    ruff, mypy, tests = (lines.index(c) for c in ("ruff check .", "mypy", "python -m pytest"))
-    assert ruff < tests and mypy < tests
+    ruff, mypy, hooks, tests = (lines.index(c) for c in (
+        "ruff check .", "mypy",
+        "SKIP=ruff,mypy pre-commit run --all-files --show-diff-on-failure --color never",
+        "python -m pytest"))
+    assert max(ruff, mypy, hooks) < tests
     # mypy's targets and strictness are pyproject's, so `mypy` alone checks what CI means
     assert PYPROJECT["tool"]["mypy"]["strict"] is True
     assert PYPROJECT["tool"]["mypy"]["packages"] == [
