@@ -1,4 +1,5 @@
-"""Shared test settings: deterministic hypothesis runs that leave no state in the checkout."""
+"""Shared test settings: deterministic hypothesis runs that leave no state in the checkout, and a
+longer timeout for the slow suites."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import atexit
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -26,3 +28,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("bulkreg")
+
+
+# A slow test (-m slow) installs into fresh venvs or sweeps seeds, one subprocess of up to 900 s
+# after another; pyproject's `timeout` is sized for the default run. A test's own
+# @pytest.mark.timeout wins.
+SLOW_TIMEOUT = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))

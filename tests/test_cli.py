@@ -17,6 +17,7 @@ import pytest
 import bulkreg_schema
 from bulkreg_validator import RULES, cli
 
+ROOT = Path(__file__).resolve().parents[1]
 GOOD = b'[{"id": "dev-1", "importMode": "create"}, {"id": "dev-2", "importMode": "create"}]'
 BAD_ID = b'[{"id": "bad id", "importMode": "create"}]'  # a space is not allowed in an id
 WARN_ONLY = b'[{"id": "dev-1", "importMode": "Create"}]'  # enum-case: a warning
@@ -213,6 +214,41 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "lint", "--help")
     assert code == 0
     assert "--api-version" in out
+
+
+def test_bare_bulkreg_prints_the_whole_help_and_exits_2(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert (code, out) == (2, "")
+    assert err == cli.build_parser().format_help()
+    for command in ("lint", "rules", "schema-path", "schema-bundle", "serve", "conform",
+                    "sas-token", "--version"):
+        assert command in err
+    assert "required" not in err
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib  # noqa: PLC0415
+    from importlib import metadata  # noqa: PLC0415
+
+    code, out, err = run(capsys, "--version")
+    assert (code, err) == (0, "")
+    assert out == f"bulkreg {metadata.version('bulkreg')}\n"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert out == f"bulkreg {pyproject['project']['version']}\n", \
+        "the installed metadata is stale: reinstall (pip install -e '.[test]')"
+
+
+def test_version_of_a_checkout_that_is_not_installed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata  # noqa: PLC0415
+
+    def missing(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    code, out, _ = run(capsys, "--version")
+    assert (code, out) == (0, "bulkreg (unknown: bulkreg is not installed as a distribution)\n")
 
 
 def test_stdin_only_once(monkeypatch: pytest.MonkeyPatch,
@@ -500,7 +536,8 @@ import sys
 from bulkreg_validator import cli
 code = cli.main(["lint", "--format", sys.argv[1], sys.argv[2]])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-print("RESULT", code, ",".join(heavy), "xml.etree" in sys.modules)
+print("RESULT", code, ",".join(heavy), "xml.etree" in sys.modules,
+      "importlib.metadata" in sys.modules)
 """
 
 
@@ -514,6 +551,7 @@ def test_lint_stays_light(tmp_path: Path, fmt: str) -> None:
     assert result[:3] == ["RESULT", "1", ""], proc.stdout + proc.stderr
     # xml.etree loads only for the format that needs it
     assert result[3] == ("True" if fmt == "junit" else "False")
+    assert result[4] == "False"  # --version reads the metadata only when asked
 
 
 def test_python_dash_m(tmp_path: Path) -> None:
@@ -524,10 +562,30 @@ def test_python_dash_m(tmp_path: Path) -> None:
     assert "device-id-format [ArgumentInvalid]" in proc.stdout
 
 
-def test_console_script_and_stdin(tmp_path: Path) -> None:
+def console_script() -> Path:
     script = Path(sys.executable).with_name("bulkreg")
     if not script.exists():
         pytest.skip("bulkreg is not installed next to this interpreter")
+    return script
+
+
+def test_console_script_version_and_bare(tmp_path: Path) -> None:
+    from importlib import metadata  # noqa: PLC0415
+
+    script = console_script()
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        0, f"bulkreg {metadata.version('bulkreg')}\n", "")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=60,
+                          check=False, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("usage: bulkreg [-h] [--version] COMMAND ...\n")
+    assert "lint" in proc.stderr and "conform" in proc.stderr
+
+
+def test_console_script_and_stdin(tmp_path: Path) -> None:
+    script = console_script()
     proc = subprocess.run([str(script), "lint", "-"], input=IMPORT_DUP, capture_output=True,
                           timeout=60, check=False)
     assert proc.returncode == 1

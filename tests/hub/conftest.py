@@ -1,4 +1,5 @@
-"""Fixtures for the reference hub tests: a fixed clock, a hub on a thread, signed sessions."""
+"""Fixtures for the reference hub tests: a fixed clock, a hub on a thread, signed sessions; and
+a summary section saying whether the Node.js SDK tests ran, and why not."""
 
 from __future__ import annotations
 
@@ -56,3 +57,28 @@ def hub() -> Iterator[BackgroundHub]:
 @pytest.fixture
 def client(hub: BackgroundHub) -> Client:
     return Client(hub)
+
+
+NODE_TESTS = "test_node_sdk.py"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One section for the Node.js SDK tests: how many ran, or why they were skipped (the skip
+    lines of -ra are easy to miss among the others)."""
+    outcomes: dict[str, int] = {}
+    reasons: set[str] = set()
+    for outcome in ("passed", "failed", "error", "skipped", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if not getattr(report, "nodeid", "").split("::")[0].endswith(NODE_TESTS):
+                continue
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome == "skipped" and isinstance(report.longrepr, tuple):
+                reasons.add(report.longrepr[2].removeprefix("Skipped: "))
+    if not outcomes:
+        return
+    terminalreporter.section("Node.js SDK tests")
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+    if reasons:
+        terminalreporter.line(f"{counts}, because {'; '.join(sorted(reasons))}", yellow=True)
+    else:
+        terminalreporter.line(counts)

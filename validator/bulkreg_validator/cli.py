@@ -24,7 +24,7 @@ import bulkreg_schema
 from . import validate, validate_import
 from ._report import REPORTERS, FileResult, Summary, rules_markdown, rules_text
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "version"]
 
 IMPORT_SUFFIXES = (".jsonl", ".ndjson", ".txt")
 _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
@@ -47,11 +47,37 @@ def api_version(text: str) -> str:
     return text
 
 
+def version() -> str:
+    """The installed distribution's version (its metadata, not a copy in the code)."""
+    from importlib import metadata  # noqa: PLC0415 - only --version reads it
+
+    try:
+        return metadata.version("bulkreg")
+    except metadata.PackageNotFoundError:
+        return "(unknown: bulkreg is not installed as a distribution)"
+
+
+class _Version(argparse.Action):
+    """--version, reading the metadata only when asked (argparse's own action formats its
+    string whenever the parser is built, and every lint run builds it)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="print bulkreg's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"bulkreg {version()}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkreg",
         description="Contract, offline validator, reference hub and conformance kit for Azure "
-                    "IoT Hub Bulk Registry - Update Registry (POST /devices).")
+                    "IoT Hub Bulk Registry - Update Registry (POST /devices).",
+        epilog="Run `bulkreg COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_lint(commands)
     rules = commands.add_parser("rules", help="print the rule table")
@@ -355,7 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout, stderr = sys.stdout, sys.stderr
     _tolerant(stdout)
     try:
-        if args_list and args_list[0] in DISPATCH:
+        if not args_list:
+            # no command: the whole help, not argparse's "arguments are required" line; exit 2
+            # as for any usage error, so a script that lost its command does not pass
+            build_parser().print_help(stderr)
+            return 2
+        if args_list[0] in DISPATCH:
             # serve/conform own their arguments entirely; argparse must not touch them.
             return dispatch(args_list[0], args_list[1:])
         parsed = _parse(build_parser(), args_list)

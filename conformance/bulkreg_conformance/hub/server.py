@@ -392,14 +392,22 @@ class Server(TcpWSGIServer):  # type: ignore[misc]
         self.error_body = error_body or _plain_error
         if tls is not None:
             self.channel_class = _TlsChannel
-        super().__init__(
-            app, host=host, port=port, threads=limits.threads,
-            connection_limit=limits.connection_limit, channel_timeout=limits.idle_timeout,
-            cleanup_interval=1, max_request_body_size=limits.max_body + 1,
-            max_request_header_size=64 * 1024, recv_bytes=256 * 1024,
-            expose_tracebacks=False,
-            log_socket_errors=False, url_scheme="https" if tls else "http", ident=ident,
-            clear_untrusted_proxy_headers=False)
+        try:
+            super().__init__(
+                app, host=host, port=port, threads=limits.threads,
+                connection_limit=limits.connection_limit, channel_timeout=limits.idle_timeout,
+                cleanup_interval=1, max_request_body_size=limits.max_body + 1,
+                max_request_header_size=64 * 1024, recv_bytes=256 * 1024,
+                expose_tracebacks=False,
+                log_socket_errors=False, url_scheme="https" if tls else "http", ident=ident,
+                clear_untrusted_proxy_headers=False)
+        except BaseException:
+            # waitress makes its trigger pipe, the listening socket and the worker threads
+            # before it binds, and leaks them when the bind fails (e.g. a port in use)
+            wasyncore.close_all(getattr(self, "_map", {}))
+            if hasattr(self, "task_dispatcher"):
+                self.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            raise
         # The worker that made an answer sends it at once (waitress would leave a small answer
         # to the loop thread, which then waits for its turn on the GIL while another worker
         # computes: up to a switch interval per answer). Set after init: the keyword is
