@@ -127,4 +127,3 @@ def drawn(s: Session) -> bool:
             failure.message += " (shrunk by hypothesis)"
             s.fail(failure)
     return not s.out_of_time()
-
