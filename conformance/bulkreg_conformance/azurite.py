@@ -12,6 +12,7 @@ every machine (learn.microsoft.com storage-use-azurite): they protect nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -45,8 +46,10 @@ def find_azurite() -> str | None:
 class Azurite:
     """A running Azurite Blob service; ``stop()`` (or leaving the ``with`` block) ends it."""
 
-    def __init__(self, process: subprocess.Popen[str], endpoint: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], endpoint: str,
+                 reader: threading.Thread) -> None:
         self.process = process
+        self._reader = reader
         self.endpoint = endpoint  # http://127.0.0.1:PORT
         self.account_url = f"{endpoint}/{ACCOUNT}"
 
@@ -68,10 +71,8 @@ class Azurite:
 
         if create:
             service = BlobServiceClient.from_connection_string(self.connection_string)
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 service.create_container(name)
-            except ResourceExistsError:
-                pass
         sas = generate_container_sas(
             ACCOUNT, name, account_key=KEY,
             permission=ContainerSasPermissions.from_string(permission),
@@ -86,6 +87,9 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def __enter__(self) -> Azurite:
         return self
@@ -123,10 +127,11 @@ def start_azurite(location: Path, *, executable: str | None = None,
         ready.set()
 
     ready = threading.Event()
-    threading.Thread(target=read, daemon=True, name="azurite-output").start()
+    reader = threading.Thread(target=read, daemon=True, name="azurite-output")
+    reader.start()
     ready.wait(timeout)
+    running = Azurite(process, found[0] if found else "", reader)
     if not found:
-        process.kill()
-        process.wait()
+        running.stop()
         raise RuntimeError("Azurite did not start: " + " / ".join(said[-5:]))
-    return Azurite(process, found[0])
+    return running

@@ -40,10 +40,13 @@ def safe_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _retry() -> ExponentialRetry:
-    # decision: a few quick retries (the library's default waits 15 s, then 45 s, ...): a job on
-    # an unreachable store fails within seconds with a reason rather than hanging.
-    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2,
+RETRIES = 2
+
+
+def _retry(retries: int) -> ExponentialRetry:
+    # decision: a few quick retries, 3 s then 5 s apart (the library's default waits 15 s, then
+    # 24 s, ...): a job on an unreachable store fails within seconds with a reason.
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=retries,
                             random_jitter_range=1)
 
 
@@ -51,10 +54,10 @@ def _error_code(exc: HttpResponseError) -> str:
     return str(getattr(exc, "error_code", None) or exc.reason or "")
 
 
-def _container(uri: str) -> ContainerClient:
+def _container(uri: str, retries: int) -> ContainerClient:
     try:
         return ContainerClient.from_container_url(
-            uri, retry_policy=_retry(), max_single_get_size=CHUNK, max_chunk_get_size=CHUNK,
+            uri, retry_policy=_retry(retries), max_single_get_size=CHUNK, max_chunk_get_size=CHUNK,
             max_block_size=CHUNK, connection_timeout=10, read_timeout=60)
     except ValueError as exc:  # not a container URL
         raise StorageFailure(f"Unable to access blob (IH400007): {safe_uri(uri)} is not the URI "
@@ -80,11 +83,11 @@ def _failure(exc: Exception, uri: str, doing: str, needs: str) -> StorageFailure
                           f"{where}: the storage endpoint is unreachable ({kind})")
 
 
-def open_input(uri: str, name: str) -> tuple[int, Iterator[bytes]]:
+def open_input(uri: str, name: str, *, retries: int = RETRIES) -> tuple[int, Iterator[bytes]]:
     """The size of the input blob ``name`` and its content in chunks (read lazily, one at a
     time). A missing, uncommitted or empty blob is BlobContainerValidationError, as the service
     answers it (Azure-Samples/azure-iot-samples-csharp#128); any other error IH400007."""
-    blob = _container(uri).get_blob_client(name)
+    blob = _container(uri, retries).get_blob_client(name)
     try:
         download = blob.download_blob(max_concurrency=1)
     except HttpResponseError as exc:
@@ -112,10 +115,10 @@ class BlockBlob:
     """A block blob written block by block: ``stage`` as the job goes, ``commit`` the blocks
     that count. Block ids are fixed-width strings chosen by the caller."""
 
-    def __init__(self, uri: str, name: str) -> None:
+    def __init__(self, uri: str, name: str, *, retries: int = RETRIES) -> None:
         self.uri = uri
         self.name = name
-        self._blob: BlobClient = _container(uri).get_blob_client(name)
+        self._blob: BlobClient = _container(uri, retries).get_blob_client(name)
 
     def _call(self, doing: str, call: Any, *args: Any) -> Any:
         try:

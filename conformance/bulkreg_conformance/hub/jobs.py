@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -134,6 +134,7 @@ class Jobs:
         self.jobs: dict[str, Job] = {}  # in creation order
         self.batch_lines = BATCH_LINES
         self.hold_after: int | None = None  # test hook: hold an import after this many lines
+        self.storage_retries = 2  # retries of a failed storage call (blob.py)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._recover()
@@ -199,21 +200,24 @@ class Jobs:
             self.hold_after = after_lines
             self.lock.notify_all()
 
+    _KNOBS: ClassVar[dict[str, int]] = {"holdAfterLines": 0, "batchLines": 1,
+                                        "storageRetries": 0}  # name: minimum value
+
     def configure(self, values: Any) -> None:
-        """The admin endpoint's ``{"jobs": {"holdAfterLines": N | null, "batchLines": N}}``;
-        ValueError names a bad value."""
+        """The admin endpoint's ``{"jobs": {"holdAfterLines": N | null, "batchLines": N,
+        "storageRetries": N}}``; ValueError names a bad value."""
+        known = ", ".join(self._KNOBS)
         if type(values) is not dict:
-            raise ValueError("jobs takes an object: holdAfterLines, batchLines")
+            raise ValueError(f"jobs takes an object: {known}")
         for name, value in values.items():
-            if name not in ("holdAfterLines", "batchLines"):
-                raise ValueError(f"unknown jobs knob {name!r}; known: holdAfterLines, "
-                                 "batchLines")
-            whole = type(value) is int and value >= (0 if name == "holdAfterLines" else 1)
-            if not (whole or (name == "holdAfterLines" and value is None)):
-                raise ValueError(f"jobs knob {name} must be a whole number"
-                                 + (" or null" if name == "holdAfterLines" else " >= 1"))
-        if "batchLines" in values:
-            self.batch_lines = values["batchLines"]
+            if name not in self._KNOBS:
+                raise ValueError(f"unknown jobs knob {name!r}; known: {known}")
+            nullable = name == "holdAfterLines" and value is None
+            if not nullable and not (type(value) is int and value >= self._KNOBS[name]):
+                raise ValueError(f"jobs knob {name} must be a whole number >= "
+                                 f"{self._KNOBS[name]}")
+        self.batch_lines = values.get("batchLines", self.batch_lines)
+        self.storage_retries = values.get("storageRetries", self.storage_retries)
         if "holdAfterLines" in values:
             self.hold(values["holdAfterLines"])
 
@@ -238,7 +242,8 @@ class Jobs:
             active = [j for j in self.jobs.values() if j.status in ACTIVE]
             return {"jobs": len(self.jobs), "active": active[0].id if active else None,
                     "linesApplied": active[0].lines if active else None,
-                    "holdAfterLines": self.hold_after, "batchLines": self.batch_lines}
+                    "holdAfterLines": self.hold_after, "batchLines": self.batch_lines,
+                    "storageRetries": self.storage_retries}
 
     # -- records --------------------------------------------------------------------------------
 
@@ -292,7 +297,8 @@ class Jobs:
             from .blob import BlockBlob, StorageFailure  # noqa: PLC0415 - storage only when used
         except ImportError:
             return " importErrors.log could not be completed: azure-storage-blob is missing."
-        log = BlockBlob(job.request.output_uri, job.request.output_blob)
+        log = BlockBlob(job.request.output_uri, job.request.output_blob,
+                        retries=self.storage_retries)
         try:
             if pending:
                 last, _, data = pending.partition(b"\n")
@@ -336,6 +342,7 @@ class Jobs:
     def _reason(self, job: Job, what: str) -> str:
         """``what`` happened, then which lines were applied and what the log holds."""
         req = job.request
+        what = what if what.endswith(".") else what + "."
         if req.type == "export":
             return f"{what} {req.output_blob} was not written."
         if job.eof and job.lines:
@@ -367,9 +374,9 @@ class Jobs:
 
         req = job.request
         assert req.input_uri is not None
-        log = BlockBlob(req.output_uri, req.output_blob)
+        log = BlockBlob(req.output_uri, req.output_blob, retries=self.storage_retries)
         log.reset()  # the log exists (empty: no error) and the SAS may write
-        size, chunks = open_input(req.input_uri, req.input_blob)
+        size, chunks = open_input(req.input_uri, req.input_blob, retries=self.storage_retries)
         counted = _Counted(chunks)
         lines = split_lines(counted)
         reader = ImportLines()
@@ -415,7 +422,7 @@ class Jobs:
         from .blob import BlockBlob  # noqa: PLC0415 - storage only when used
 
         req = job.request
-        out = BlockBlob(req.output_uri, req.output_blob)
+        out = BlockBlob(req.output_uri, req.output_blob, retries=self.storage_retries)
         with self.hub.lock:
             snapshot = self.hub.registry.copy()  # copy-on-write: cheap under the lock
         total = max(1, len(snapshot))
