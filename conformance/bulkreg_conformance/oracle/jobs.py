@@ -408,11 +408,13 @@ def _read_ids(lines: Iterable[bytes]
 def _reports(entry: dict[str, Any], text: bytes, ids: tuple[Any, Any] | None,
              repeated: bool) -> bool:
     status = entry.get("errorStatus")
+    if not text.strip(b" \t\r"):
+        return False  # a blank line is skipped, never logged
     if "deviceId" not in entry:
         if isinstance(status, str) and status.startswith("Invalid device format in line: "):
             echo = text[:_ECHO].decode("utf-8", "replace")
             return status.startswith(f"Invalid device format in line: {echo}")
-        return ids is None and bool(text.strip())  # a line without an id (ArgumentNull)
+        return ids is None  # a line without an id (ArgumentNull)
     if ids is None or ids != (entry["deviceId"], entry.get("moduleId") or None):
         return False
     return repeated or code_name(entry.get("errorCode")) != "DeviceDefinedMultipleTimes"
