@@ -45,10 +45,10 @@ def _export(client: JobsClient, azurite: Azurite, *, exclude_keys: bool = False
 def _stable(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for line in lines:
-        line = {k: v for k, v in line.items() if k not in GENERATED}
-        if str(line.get("deviceScope", "")).startswith("ms-azure-iot-edge://edge-"):
-            line["deviceScope"] = "<the edge device's generated scope>"  # generationId inside
-        out.append(line)
+        kept = {k: v for k, v in line.items() if k not in GENERATED}
+        if str(kept.get("deviceScope", "")).startswith("ms-azure-iot-edge://edge-"):
+            kept["deviceScope"] = "<the edge device's generated scope>"  # generationId inside
+        out.append(kept)
     return out
 
 
