@@ -287,20 +287,31 @@ def run_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     client = _client(args)
     output = args.output_container_uri or args.container_uri
     _upload(path, args.container_uri, args.blob_name)
-    job = client.create_import(args.container_uri, output, input_blob=args.blob_name)
+    job = _follow(client, client.create_import(args.container_uri, output,
+                                               input_blob=args.blob_name), args, out, err)
+    if job is None:
+        return 0
+    if job.get("status") != "completed":
+        return 2
+    return _report_import(path, job, _log_lines(output), predicted, entries, out)
+
+
+def _follow(client: JobsClient, job: dict[str, Any], args: argparse.Namespace, out: IO[str],
+            err: IO[str]) -> dict[str, Any] | None:
+    """Wait for a started job with a progress bar (None with --no-wait: its id printed); a job
+    that did not complete is printed with its reason."""
     if args.no_wait:
         out.write(f"{job['jobId']}\n")
-        return 0
+        return None
     progress = _Progress(err)
     try:
         job = client.wait(job["jobId"], poll=args.poll, on_progress=progress)
     finally:
         progress.end()
     if job.get("status") != "completed":
-        out.write(f"import job {job['jobId']} {job.get('status')}: "
+        out.write(f"{job.get('type')} job {job['jobId']} {job.get('status')}: "
                   f"{scrub(str(job.get('failureReason')))}\n")
-        return 2
-    return _report_import(path, job, _log_lines(output), predicted, entries, out)
+    return job
 
 
 # --- export, show, list, cancel ------------------------------------------------------------------
@@ -308,19 +319,12 @@ def run_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def run_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     client = _client(args)
-    job = client.create_export(args.container_uri, exclude_keys=args.exclude_keys,
-                               output_blob=args.blob_name)
-    if args.no_wait:
-        out.write(f"{job['jobId']}\n")
+    job = _follow(client, client.create_export(args.container_uri,
+                                               exclude_keys=args.exclude_keys,
+                                               output_blob=args.blob_name), args, out, err)
+    if job is None:
         return 0
-    progress = _Progress(err)
-    try:
-        job = client.wait(job["jobId"], poll=args.poll, on_progress=progress)
-    finally:
-        progress.end()
     if job.get("status") != "completed":
-        out.write(f"export job {job['jobId']} {job.get('status')}: "
-                  f"{scrub(str(job.get('failureReason')))}\n")
         return 2
     out.write(f"export job {job['jobId']} completed: {args.blob_name} in "
               f"{redact_uri(args.container_uri)}\n")
