@@ -745,9 +745,9 @@ def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_jobs(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` plus the import/export jobs routes (facts §6.2-6.3) as the reference hub serves
-    them (``bulkreg_conformance.hub.jobs``): JobProperties with the wire names of PY270 and CS,
-    and the line of importErrors.log (facts §6.1)."""
+    """``doc`` plus the import/export jobs routes as the reference hub serves them
+    (``bulkreg_conformance.hub.jobs``): JobProperties with the wire names of PY270 and CS, and
+    the line of importErrors.log (IMPORT-LOG in docs/evidence.md)."""
     schemas = doc["components"]["schemas"]
     uri = {"type": ["string", "null"],
            "description": "A blob container URI with a SAS token (keyBased)."}

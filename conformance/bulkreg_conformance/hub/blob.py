@@ -17,7 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ExponentialRetry
+from azure.storage.blob import (
+    BlobBlock,
+    BlobClient,
+    ContainerClient,
+    ExponentialRetry,
+    StorageErrorCode,
+)
 
 __all__ = ["BlockBlob", "StorageFailure", "open_input", "safe_uri"]
 
@@ -72,7 +78,7 @@ def _failure(exc: Exception, uri: str, doing: str, needs: str) -> StorageFailure
         detail = f"{exc.status_code} {code}".strip()
         if exc.status_code == 403:
             hint = f"the SAS must grant {needs} and be valid now"
-        elif code == "ContainerNotFound":
+        elif code == StorageErrorCode.CONTAINER_NOT_FOUND:
             hint = "the container does not exist"
         else:
             hint = "the storage service refused the request"
@@ -91,7 +97,7 @@ def open_input(uri: str, name: str, *, retries: int = RETRIES) -> tuple[int, Ite
     try:
         download = blob.download_blob(max_concurrency=1)
     except HttpResponseError as exc:
-        if exc.status_code == 404 and _error_code(exc) == "BlobNotFound":
+        if exc.status_code == 404 and _error_code(exc) == StorageErrorCode.BLOB_NOT_FOUND:
             raise StorageFailure(
                 f"BlobContainerValidationError (400008): the input blob {name!r} is not in "
                 f"container {safe_uri(uri)} (missing, or uploaded but never committed)") from None

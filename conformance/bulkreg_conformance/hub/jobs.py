@@ -337,7 +337,7 @@ class Jobs:
             self._finish(job, "failed", self._reason(
                 job, f"ServerError (500001): the job failed on {type(exc).__name__}."))
         else:
-            self._finish(job, "completed", None, progress=100)
+            self._finish(job, "completed", None, progress=100)  # not a contract limit: %
 
     def _reason(self, job: Job, what: str) -> str:
         """``what`` happened, then which lines were applied and what the log holds."""

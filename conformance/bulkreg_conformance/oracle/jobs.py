@@ -66,7 +66,7 @@ ERRORS_BLOB = "importErrors.log"  # CS CommonConstants.ImportDevicesOutputBlobNa
 # decision: a line longer than this fails as IotHubFormatError without being held whole; it is
 # also the validator's fast-path limit and the hub's body limit (no valid device comes near).
 MAX_LINE = 16 * 1024 * 1024
-_ECHO = 4096  # bytes of a line echoed in a format error's errorStatus
+_ECHO = 4 * 1024  # bytes of a line echoed in a format error's errorStatus
 
 # The numeric errorCodes an import log carries (facts §3.3, §6.1: CS ErrorCode.cs): every code
 # the validator's rules and the per-mode handlers can give a line, and the job-level ones.
