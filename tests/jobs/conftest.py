@@ -50,7 +50,7 @@ def blob_names(uri: str) -> list[str]:
     return sorted(b.name for b in ContainerClient.from_container_url(uri).list_blobs())
 
 
-class JobsClient:
+class HubJobs:
     """A requests.Session signed with one policy, speaking to one hub's jobs routes."""
 
     def __init__(self, hub: BackgroundHub, policy: str | None = None) -> None:
@@ -110,8 +110,8 @@ def hub() -> Iterator[BackgroundHub]:
 
 
 @pytest.fixture
-def jobs(hub: BackgroundHub) -> JobsClient:
-    return JobsClient(hub)
+def jobs(hub: BackgroundHub) -> HubJobs:
+    return HubJobs(hub)
 
 
 def lines_of(*objects: Any) -> bytes:

@@ -14,7 +14,7 @@ import bulkreg_schema
 from bulkreg_conformance.azurite import Azurite
 from bulkreg_conformance.hub.cli import BackgroundHub
 
-from .conftest import JobsClient, download, fresh_container, lines_of, upload
+from .conftest import HubJobs, download, fresh_container, lines_of, upload
 
 OPENAPI = bulkreg_schema.openapi()
 WIRE = ["jobId", "startTimeUtc", "endTimeUtc", "type", "status", "progress",
@@ -32,7 +32,7 @@ def conforms(response: requests.Response, path: str, method: str) -> Any:
     return body
 
 
-def test_an_import_runs_to_completed_with_its_log(azurite: Azurite, jobs: JobsClient) -> None:
+def test_an_import_runs_to_completed_with_its_log(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", lines_of({"id": "a1"}, {"id": "a2", "importMode": "delete"},
                                            {"id": "a3", "tags": {"x": 1}}))
@@ -53,7 +53,7 @@ def test_an_import_runs_to_completed_with_its_log(azurite: Azurite, jobs: JobsCl
     assert twin["tags"] == {"x": 1}
 
 
-def test_every_line_applied_leaves_an_empty_log(azurite: Azurite, jobs: JobsClient) -> None:
+def test_every_line_applied_leaves_an_empty_log(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(target, "importErrors.log", b"an old log\n")  # a previous job's log is replaced
     upload(source, "devices.txt", lines_of({"id": "e1"}, {"id": "e2"}))
@@ -61,7 +61,7 @@ def test_every_line_applied_leaves_an_empty_log(azurite: Azurite, jobs: JobsClie
     assert download(target, "importErrors.log") == b""  # DOC-BULK: size 0, no error
 
 
-def test_blob_names_of_the_request_are_used(azurite: Azurite, jobs: JobsClient) -> None:
+def test_blob_names_of_the_request_are_used(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "fleet.jsonl", lines_of({"id": "n1", "importMode": "update"}))
     job = jobs.run_import(source, target, inputBlobName="fleet.jsonl", outputBlobName="e.log")
@@ -72,7 +72,7 @@ def test_blob_names_of_the_request_are_used(azurite: Azurite, jobs: JobsClient) 
     assert download(target, "snapshot.txt") == b""  # nothing was created
 
 
-def test_list_holds_every_job_in_creation_order(azurite: Azurite, jobs: JobsClient) -> None:
+def test_list_holds_every_job_in_creation_order(azurite: Azurite, jobs: HubJobs) -> None:
     target = fresh_container(azurite)
     first = jobs.run_export(target)
     second = jobs.run_export(target, exclude_keys=True)
@@ -82,7 +82,7 @@ def test_list_holds_every_job_in_creation_order(azurite: Azurite, jobs: JobsClie
 
 
 def test_one_active_job_per_hub(azurite: Azurite, hub: BackgroundHub,
-                                jobs: JobsClient) -> None:
+                                jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", lines_of(*({"id": f"q{i}"} for i in range(30))))
     hub.hub.jobs.batch_lines = 10
@@ -103,7 +103,7 @@ def test_one_active_job_per_hub(azurite: Azurite, hub: BackgroundHub,
 
 
 def test_cancel_stops_an_import_between_batches(azurite: Azurite, hub: BackgroundHub,
-                                                jobs: JobsClient) -> None:
+                                                jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", lines_of(*({"id": f"k{i}"} for i in range(25)),
                                            {"id": "k0"}))
@@ -144,7 +144,7 @@ def test_cancel_stops_an_import_between_batches(azurite: Azurite, hub: Backgroun
       "excludeKeysInExport": "yes"}, "ArgumentInvalid", "true or false"),
     ([{"type": "export"}], "ArgumentInvalid", "JobProperties object"),
 ])
-def test_a_job_the_hub_cannot_run_is_refused(jobs: JobsClient, body: Any, code: str,
+def test_a_job_the_hub_cannot_run_is_refused(jobs: HubJobs, body: Any, code: str,
                                              words: str) -> None:
     answer = jobs.call("POST", "/jobs/create", body)
     assert answer.status_code == 400
@@ -153,7 +153,7 @@ def test_a_job_the_hub_cannot_run_is_refused(jobs: JobsClient, body: Any, code: 
     assert jobs.call("GET", "/jobs").json() == []  # nothing was created
 
 
-def test_not_json_and_unknown_jobs(jobs: JobsClient) -> None:
+def test_not_json_and_unknown_jobs(jobs: HubJobs) -> None:
     bad = jobs.session.post(jobs.hub.url + "/jobs/create", params={"api-version": "2021-04-12"},
                             data=b"{", timeout=30)
     assert (bad.status_code, bad.headers["iothub-errorcode"]) == (400, "IotHubFormatError")
@@ -171,7 +171,7 @@ def test_not_json_and_unknown_jobs(jobs: JobsClient) -> None:
     ("iothubowner", True), ("registryReadWrite", True), ("registryRead", False),
     ("service", False), ("device", False)])
 def test_jobs_need_registry_read_write(hub: BackgroundHub, policy: str, allowed: bool) -> None:
-    client = JobsClient(hub, policy)
+    client = HubJobs(hub, policy)
     for method, path in (("GET", "/jobs"), ("GET", "/jobs/x"), ("DELETE", "/jobs/x"),
                          ("POST", "/jobs/create")):
         answer = client.call(method, path, {"type": "export"})
@@ -181,7 +181,7 @@ def test_jobs_need_registry_read_write(hub: BackgroundHub, policy: str, allowed:
     assert anonymous.status_code == 401
 
 
-def test_admin_knobs_of_the_job_runner(hub: BackgroundHub, jobs: JobsClient) -> None:
+def test_admin_knobs_of_the_job_runner(hub: BackgroundHub, jobs: HubJobs) -> None:
     answer = jobs.call("POST", "/_bulkreg/admin", {"jobs": {"holdAfterLines": 5,
                                                             "batchLines": 7}})
     assert answer.status_code == 200

@@ -18,7 +18,7 @@ from bulkreg_conformance.hub.cli import BackgroundHub, start_background
 from bulkreg_conformance.hub.tls import local_certificates, server_context
 from bulkreg_conformance.sas import parse_connection_string
 
-from .conftest import JobsClient, fresh_container, lines_of
+from .conftest import HubJobs, fresh_container, lines_of
 
 KEY = "QUJDREVGR0hJSktMTU5PUA=="  # a device key in the file: never printed
 FILE = lines_of(
@@ -85,7 +85,7 @@ def test_import_prints_each_failure_beside_its_line(azurite: Azurite, tmp_path: 
     assert lines[6] == ('    {"id": "cli-5", "authentication": {"symmetricKey": {"primaryKey": '
                         '"<redacted>"')
     assert len(lines) == 7
-    assert JobsClient(hub).call("GET", "/devices/cli-4").status_code == 200
+    assert HubJobs(hub).call("GET", "/devices/cli-4").status_code == 200
 
 
 def test_every_line_applied_is_exit_0(azurite: Azurite, tmp_path: Path,
@@ -104,7 +104,7 @@ def test_every_line_applied_is_exit_0(azurite: Azurite, tmp_path: Path,
 def test_export_show_list_and_cancel(azurite: Azurite, tmp_path: Path,
                                      served: tuple[BackgroundHub, dict[str, str]]) -> None:
     hub, env = served
-    client = JobsClient(hub)
+    client = HubJobs(hub)
     assert client.call("POST", "/devices", [{"id": f"x{i}", "importMode": "create"}
                                             for i in range(3)]).ok
     container = fresh_container(azurite)

@@ -24,7 +24,7 @@ from bulkreg_conformance.hub.cli import BackgroundHub
 from bulkreg_conformance.oracle.jobs import code_name, match_log, predict_import
 from bulkreg_conformance.strategies import TABLE, valid_import_lines
 
-from .conftest import JobsClient, download, fresh_container, upload
+from .conftest import HubJobs, download, fresh_container, upload
 
 # errors only the registry can tell (facts §3.2): the oracle predicts them, lint cannot
 STATE_CODES = {"DeviceNotFound", "ModuleNotFound", "DeviceAlreadyExists",
@@ -66,7 +66,7 @@ def lint(paths: list[Path]) -> list[dict[int, str]]:
 class Run:
     """One import job through the hub, with what was predicted before it ran."""
 
-    def __init__(self, hub: BackgroundHub, jobs: JobsClient, azurite: Azurite,
+    def __init__(self, hub: BackgroundHub, jobs: HubJobs, azurite: Azurite,
                  data: bytes, seeded: list[dict[str, Any]] | None = None) -> None:
         hub.hub.reset()
         if seeded:
@@ -107,7 +107,7 @@ def files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_every_import_example(azurite: Azurite, hub: BackgroundHub, jobs: JobsClient,
+def test_every_import_example(azurite: Azurite, hub: BackgroundHub, jobs: HubJobs,
                               files: Path) -> None:
     runs, paths = [], []
     for index, case in enumerate(IMPORT_CASES):
@@ -139,7 +139,7 @@ USERS_FILE = b"".join(line + b"\n" for line in (
 ))
 
 
-def test_the_failures_users_hit(azurite: Azurite, hub: BackgroundHub, jobs: JobsClient,
+def test_the_failures_users_hit(azurite: Azurite, hub: BackgroundHub, jobs: HubJobs,
                                 files: Path) -> None:
     path = files / "users.txt"
     path.write_bytes(USERS_FILE)
@@ -197,7 +197,7 @@ def import_files(draw: st.DrawFn) -> tuple[bytes, list[dict[str, Any]]]:
     return b"".join(line + b"\n" for line in lines), seeded
 
 
-def test_generated_files(azurite: Azurite, hub: BackgroundHub, jobs: JobsClient,
+def test_generated_files(azurite: Azurite, hub: BackgroundHub, jobs: HubJobs,
                          files: Path) -> None:
     runs: list[Run] = []
     paths: list[Path] = []

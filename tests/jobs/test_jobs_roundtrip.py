@@ -9,7 +9,7 @@ from typing import Any
 from bulkreg_conformance.azurite import Azurite
 from bulkreg_conformance.hub.cli import start_background
 
-from .conftest import JobsClient, download, fresh_container, upload
+from .conftest import HubJobs, download, fresh_container, upload
 
 FLEET = [
     {"id": "plain", "importMode": "create"},
@@ -29,12 +29,12 @@ FLEET = [
 GENERATED = ("eTag", "twinETag")  # minted by each hub
 
 
-def _seed(client: JobsClient) -> None:
+def _seed(client: HubJobs) -> None:
     answer = client.call("POST", "/devices", FLEET)
     assert answer.status_code == 200, answer.text
 
 
-def _export(client: JobsClient, azurite: Azurite, *, exclude_keys: bool = False
+def _export(client: HubJobs, azurite: Azurite, *, exclude_keys: bool = False
             ) -> list[dict[str, Any]]:
     target = fresh_container(azurite)
     job = client.run_export(target, exclude_keys=exclude_keys)
@@ -52,13 +52,13 @@ def _stable(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def test_export_import_export_round_trip(azurite: Azurite, jobs: JobsClient) -> None:
+def test_export_import_export_round_trip(azurite: Azurite, jobs: HubJobs) -> None:
     _seed(jobs)
     first = _export(jobs, azurite)
     assert [line["id"] for line in first] == sorted(e["id"] for e in FLEET)
     exported = "".join(json.dumps(line) + "\n" for line in first).encode()
     with start_background() as empty:
-        other = JobsClient(empty)
+        other = HubJobs(empty)
         source = fresh_container(azurite)
         upload(source, "devices.txt", exported)
         imported = other.run_import(source, fresh_container(azurite))
@@ -76,7 +76,7 @@ def test_export_import_export_round_trip(azurite: Azurite, jobs: JobsClient) -> 
         "ms-azure-iot-edge://gateway-42", ["ms-azure-iot-edge://gateway-42"])
 
 
-def test_exclude_keys_in_export(azurite: Azurite, jobs: JobsClient) -> None:
+def test_exclude_keys_in_export(azurite: Azurite, jobs: HubJobs) -> None:
     _seed(jobs)
     lines = {line["id"]: line for line in _export(jobs, azurite, exclude_keys=True)}
     for line in lines.values():
@@ -88,5 +88,5 @@ def test_exclude_keys_in_export(azurite: Azurite, jobs: JobsClient) -> None:
     assert "QUJDREVGR0hJSktMTU5PUA==" not in text
 
 
-def test_an_empty_registry_exports_an_empty_blob(azurite: Azurite, jobs: JobsClient) -> None:
+def test_an_empty_registry_exports_an_empty_blob(azurite: Azurite, jobs: HubJobs) -> None:
     assert _export(jobs, azurite) == []

@@ -129,10 +129,14 @@ def test_cancel_and_the_one_active_job(azurite: Azurite, tls_hub: BackgroundHub)
             type="export", output_blob_container_uri=target))
     assert refused.value.response.status_code == 403
     assert "JobQuotaExceeded" in refused.value.response.text
+    while tls_hub.hub.jobs.status()["linesApplied"] != 10:
+        time.sleep(0.01)  # the job reaches its hold in milliseconds
+    assert manager.get_import_export_job(job.job_id).status == "running"
     manager.cancel_import_export_job(job.job_id)
     ended = _wait(manager, job.job_id)
     assert ended.status == "cancelled"
-    assert "were applied" in ended.failure_reason
+    assert ended.failure_reason == ("Cancelled. Lines 1-10 of devices.txt were applied; lines "
+                                    "after 10 were not.")
     with pytest.raises(msrest_exceptions.HttpOperationError) as missing:
         manager.get_import_export_job("no-such-job")
     assert missing.value.response.status_code == 404

@@ -13,7 +13,7 @@ from azure.storage.blob import ContainerClient
 from bulkreg_conformance.azurite import Azurite, start_azurite
 from bulkreg_conformance.hub.cli import BackgroundHub
 
-from .conftest import JobsClient, blob_names, download, fresh_container, lines_of, upload
+from .conftest import HubJobs, blob_names, download, fresh_container, lines_of, upload
 
 DEVICES = lines_of({"id": "s1"}, {"id": "s2"})
 
@@ -38,12 +38,12 @@ def _failed(job: dict[str, object], *words: str) -> str:
     return reason
 
 
-def _still_serving(jobs: JobsClient) -> None:
+def _still_serving(jobs: HubJobs) -> None:
     assert jobs.call("POST", "/devices", [{"id": "after", "importMode": "create"}]).ok
     assert jobs.call("GET", "/devices/after").status_code == 200
 
 
-def test_unreachable_storage(azurite: Azurite, jobs: JobsClient) -> None:
+def test_unreachable_storage(azurite: Azurite, jobs: HubJobs) -> None:
     source = _elsewhere(fresh_container(azurite), _closed_port())
     target = fresh_container(azurite)
     reason = _failed(jobs.run_import(source, target), "Unable to access blob (IH400007)",
@@ -54,27 +54,27 @@ def test_unreachable_storage(azurite: Azurite, jobs: JobsClient) -> None:
     _still_serving(jobs)
 
 
-def test_a_missing_input_blob(azurite: Azurite, jobs: JobsClient) -> None:
+def test_a_missing_input_blob(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     _failed(jobs.run_import(source, target), "BlobContainerValidationError (400008)",
             "'devices.txt' is not in container", "No line was applied.")
     _still_serving(jobs)
 
 
-def test_an_empty_input_blob(azurite: Azurite, jobs: JobsClient) -> None:
+def test_an_empty_input_blob(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", b"")
     _failed(jobs.run_import(source, target), "BlobContainerValidationError (400008)", "is empty")
 
 
-def test_an_uncommitted_input_blob(azurite: Azurite, jobs: JobsClient) -> None:
+def test_an_uncommitted_input_blob(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     blob = ContainerClient.from_container_url(source).get_blob_client("devices.txt")
     blob.stage_block("b1", DEVICES)  # staged, never committed (Azure-Samples/...#128)
     _failed(jobs.run_import(source, target), "BlobContainerValidationError", "never committed")
 
 
-def test_an_input_sas_without_read(azurite: Azurite, jobs: JobsClient) -> None:
+def test_an_input_sas_without_read(azurite: Azurite, jobs: HubJobs) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", DEVICES)
     write_only = azurite.container_uri(urlsplit(source).path.rsplit("/", 1)[1], "wl",
@@ -85,7 +85,7 @@ def test_an_input_sas_without_read(azurite: Azurite, jobs: JobsClient) -> None:
 
 
 @pytest.mark.parametrize("permission", ["rl", "r"])
-def test_an_output_container_refusing_writes(azurite: Azurite, jobs: JobsClient,
+def test_an_output_container_refusing_writes(azurite: Azurite, jobs: HubJobs,
                                              permission: str) -> None:
     source, target = fresh_container(azurite), fresh_container(azurite)
     upload(source, "devices.txt", DEVICES)
@@ -98,7 +98,7 @@ def test_an_output_container_refusing_writes(azurite: Azurite, jobs: JobsClient,
     assert blob_names(target) == []
 
 
-def test_a_container_that_does_not_exist(azurite: Azurite, jobs: JobsClient) -> None:
+def test_a_container_that_does_not_exist(azurite: Azurite, jobs: HubJobs) -> None:
     source = fresh_container(azurite)
     upload(source, "devices.txt", DEVICES)
     missing = azurite.container_uri("never-made", create=False)
@@ -108,7 +108,7 @@ def test_a_container_that_does_not_exist(azurite: Azurite, jobs: JobsClient) -> 
 
 
 def test_a_store_that_goes_away_mid_job(tmp_path_factory: pytest.TempPathFactory,
-                                        hub: BackgroundHub, jobs: JobsClient) -> None:
+                                        hub: BackgroundHub, jobs: HubJobs) -> None:
     """The log's container stops answering after the first batch: the job fails, saying
     which lines were applied and that the log lacks their errors; the hub keeps serving."""
     with start_azurite(tmp_path_factory.mktemp("own-azurite")) as own:
@@ -131,7 +131,7 @@ def test_a_store_that_goes_away_mid_job(tmp_path_factory: pytest.TempPathFactory
 
 
 def test_the_log_of_a_job_is_complete_when_it_ends(azurite: Azurite, hub: BackgroundHub,
-                                                   jobs: JobsClient) -> None:
+                                                   jobs: HubJobs) -> None:
     """Many batches with errors (one staged block each): every error is in the log, in file
     order, once."""
     source, target = fresh_container(azurite), fresh_container(azurite)
