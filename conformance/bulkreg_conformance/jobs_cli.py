@@ -362,6 +362,9 @@ def run_cancel(args: argparse.Namespace, out: IO[str]) -> int:
     client = _client(args)
     client.cancel(args.job_id)
     job = client.get(args.job_id)
+    if args.json:
+        out.write(json.dumps(_public(job)) + "\n")
+        return 0
     status = job.get("status")
     out.write(f"job {args.job_id}: {status}"
               + (" (it stops before its next batch)" if status not in FINISHED else "") + "\n")

@@ -136,6 +136,8 @@ def test_export_show_list_and_cancel(azurite: Azurite, tmp_path: Path,
     cancelled = bulkreg(env, "cancel", held)
     assert cancelled.returncode == 0 and held in cancelled.stdout
     assert client.wait(held)["status"] == "cancelled"
+    as_json = json.loads(bulkreg(env, "cancel", held, "--json").stdout)  # ended: unchanged
+    assert as_json["status"] == "cancelled" and "?" not in as_json["inputBlobContainerUri"]
     again = bulkreg(env, "show", held)
     assert "failureReason: Cancelled. No line was applied." in again.stdout
 
