@@ -113,13 +113,16 @@ def test_cancel_stops_an_import_between_batches(azurite: Azurite, hub: Backgroun
                       outputBlobContainerUri=target)
     while jobs.call("GET", "/statistics/devices").json()["totalDeviceCount"] < 20:
         threading.Event().wait(0.02)  # the job reaches its hold (20 lines applied)
+    # the job is running (held): the hub serves other requests meanwhile
+    assert jobs.get(job["jobId"])["status"] == "running"
+    assert jobs.call("POST", "/devices", [{"id": "beside", "importMode": "create"}]).ok
     cancelled = conforms(jobs.call("DELETE", f"/jobs/{job['jobId']}"), "/jobs/{id}", "delete")
     assert cancelled["jobId"] == job["jobId"]
     ended = jobs.wait(job["jobId"])
     assert ended["status"] == "cancelled"
     assert ended["failureReason"] == ("Cancelled. Lines 1-20 of devices.txt were applied; "
                                       "lines after 20 were not.")
-    assert jobs.call("GET", "/statistics/devices").json()["totalDeviceCount"] == 20
+    assert jobs.call("GET", "/statistics/devices").json()["totalDeviceCount"] == 21  # + beside
     assert jobs.call("GET", "/devices/k21").status_code == 404
     assert download(target, "importErrors.log") == b""  # the duplicate k0 was never read
     again = jobs.call("DELETE", f"/jobs/{job['jobId']}")  # an ended job: answered unchanged

@@ -198,3 +198,28 @@ def test_export_lines_carry_device_and_twin_and_leave_keys_out_on_request() -> N
     thumbs = export_line(registry.records()[("x509", "")], exclude_keys=True)["authentication"]
     assert (thumbs["type"], thumbs["x509Thumbprint"]["primaryThumbprint"]) == ("selfSigned",
                                                                                "a" * 40)
+
+
+# --- the CLI's progress bar --------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch: Any) -> None:
+    from bulkreg_conformance.jobs_cli import _Progress  # noqa: PLC0415 - the CLI's own part
+
+    monkeypatch.delenv("CI", raising=False)
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = _Progress(stream)
+        bar({"status": "running", "progress": 48})
+        bar.end()
+    assert "[############-------------]  48% running" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r") and pipe.getvalue() == ""
+    monkeypatch.setenv("CI", "true")
+    quiet = _Terminal()
+    _Progress(quiet)({"status": "running", "progress": 10})
+    assert quiet.getvalue() == ""
