@@ -31,8 +31,8 @@ PACKAGE = ROOT / "conformance" / "bulkreg_conformance"
 # HTTP; the verdict's parts (evidence, answers, expectation, checks, coverage) know nothing of a
 # run; the session knows no suite; suites know no runner; reporters and front ends come last.
 LAYERS: list[tuple[str, ...]] = [
-    ("evidence", "settings", "sas", "redact", "strategies"),
-    ("decisions", "client", "oracle"),
+    ("evidence", "settings", "sas", "redact", "strategies", "azurite"),
+    ("decisions", "client", "oracle", "jobs_client"),
     ("answers",),
     ("expectation",),
     ("service_view",),
@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hub", "sas_cli"),
     ("runner",),
     ("report",),
-    ("cli", "pytest_plugin"),
+    ("cli", "pytest_plugin", "jobs_cli"),
 ]
 LAYER = {name: n for n, names in enumerate(LAYERS) for name in names}
 

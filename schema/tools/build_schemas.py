@@ -742,6 +742,89 @@ def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+# --- import and export jobs (issue 14) -------------------------------------------------------
+
+
+def with_jobs(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` plus the import/export jobs routes as the reference hub serves them
+    (``bulkreg_conformance.hub.jobs``): JobProperties with the wire names of PY270 and CS, and
+    the line of importErrors.log (IMPORT-LOG in docs/evidence.md)."""
+    schemas = doc["components"]["schemas"]
+    uri = {"type": ["string", "null"],
+           "description": "A blob container URI with a SAS token (keyBased)."}
+    schemas["JobProperties"] = {
+        "description": "An import or export job (POST /jobs/create, GET /jobs, GET/DELETE "
+                       "/jobs/{id}). System-generated members are ignored at creation.",
+        "type": "object",
+        "properties": {
+            "jobId": NULLABLE_STRING,
+            "startTimeUtc": {"type": ["string", "null"], "format": "date-time"},
+            "endTimeUtc": {"type": ["string", "null"], "format": "date-time"},
+            "type": {"enum": ["import", "export"]},
+            "status": {"enum": ["unknown", "enqueued", "running", "completed", "failed",
+                                "cancelled", "scheduled", "queued"]},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "inputBlobContainerUri": uri,
+            "inputBlobName": NULLABLE_STRING,
+            "outputBlobContainerUri": uri,
+            "outputBlobName": NULLABLE_STRING,
+            "excludeKeysInExport": {"type": "boolean"},
+            "storageAuthenticationType": {"enum": ["keyBased", "identityBased", None]},
+            "identity": {"type": ["object", "null"]},
+            "failureReason": NULLABLE_STRING,
+            "includeConfigurations": {"type": ["boolean", "null"]},
+            "configurationsBlobName": NULLABLE_STRING,
+        },
+    }
+    schemas["ImportErrorLine"] = {
+        "description": "One line of importErrors.log (a failed line of an import job): a "
+                       "numeric errorCode; deviceId unless the line could not be read as an "
+                       "ExportImportDevice.",
+        "type": "object",
+        "required": ["errorCode", "errorStatus"],
+        "properties": {"deviceId": {"type": "string"}, "moduleId": {"type": "string"},
+                       "errorCode": {"type": "integer"}, "errorStatus": {"type": "string"}},
+    }
+    api_version = doc["paths"]["/devices"]["post"]["parameters"][0]
+    job = ref("#/components/schemas/JobProperties")
+    common = {"401": error_response("Missing, invalid or expired SAS token, or a policy without "
+                                    "RegistryReadWrite (IotHubUnauthorizedAccess)."),
+              "429": error_response("Throttled (ThrottlingException); may carry Retry-After.")}
+    one = {"200": {"description": "The job.", "content": {"application/json": {"schema": job}}}}
+    job_id = {"name": "id", "in": "path", "required": True, "description": "The job's id.",
+              "schema": {"type": "string"}}
+    doc["paths"]["/jobs/create"] = {"post": {
+        "operationId": "Jobs_CreateImportExportJob",
+        "summary": "Start an import or export job; it runs in the background.",
+        "parameters": [api_version],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": job}}},
+        "responses": {
+            **one,
+            "400": error_response("Not a job this hub runs: type, container URIs, "
+                                  "storageAuthenticationType (ArgumentInvalid, ArgumentNull)."),
+            "403": error_response("Another import or export job is active (JobQuotaExceeded)."),
+            **common},
+    }}
+    doc["paths"]["/jobs"] = {"get": {
+        "operationId": "Jobs_GetImportExportJobs",
+        "summary": "Every import and export job, in creation order.",
+        "parameters": [api_version],
+        "responses": {"200": {"description": "The jobs.", "content": {"application/json": {
+            "schema": {"type": "array", "items": job}}}}, **common},
+    }}
+    not_found = {"404": error_response("No such job (JobNotFound).")}
+    doc["paths"]["/jobs/{id}"] = {
+        "parameters": [job_id, api_version],
+        "get": {"operationId": "Jobs_GetImportExportJob",
+                "responses": {**one, **not_found, **common}},
+        "delete": {"operationId": "Jobs_CancelImportExportJob",
+                   "summary": "Cancel an active job (it stops before its next batch); an ended "
+                              "job is answered unchanged.",
+                   "responses": {**one, **not_found, **common}},
+    }
+    return doc
+
+
 def editor_catalog(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A SchemaStore-style catalog: which file patterns each schema applies to."""
     return {
@@ -761,7 +844,7 @@ def render(doc: Any) -> str:
 def outputs(error_codes: list[str]) -> dict[Path, str]:
     docs = definitions(error_codes)
     files = {OUT / "schemas" / f"{name}.json": render(doc) for name, doc in docs.items()}
-    files[OUT / "openapi.json"] = render(with_sdk_reads(openapi(docs)))
+    files[OUT / "openapi.json"] = render(with_jobs(with_sdk_reads(openapi(docs))))
     return files
 
 

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(needs bulkreg[conform])", add_help=False)
     commands.add_parser("sas-token", help="print a SharedAccessSignature token for curl",
                         add_help=False)
+    commands.add_parser("jobs", help="import and export jobs on a hub: import|export|show|"
+                                     "list|cancel (needs bulkreg[conform])", add_help=False)
     return parser
 
 
@@ -291,11 +293,12 @@ DISPATCH = {
     "serve": "bulkreg_conformance.hub.cli",
     "conform": "bulkreg_conformance.cli",
     "sas-token": "bulkreg_conformance.sas_cli",
+    "jobs": "bulkreg_conformance.jobs_cli",
 }
 
 
 # what the [conform] extra installs (pyproject.toml), by import name
-EXTRA_MODULES = frozenset({"werkzeug", "requests", "hypothesis", "schemathesis"})
+EXTRA_MODULES = frozenset({"werkzeug", "requests", "hypothesis", "schemathesis", "azure"})
 
 
 def dispatch(command: str, rest: list[str]) -> int:

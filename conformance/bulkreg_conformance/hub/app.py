@@ -31,6 +31,7 @@ from bulkreg_conformance.oracle import API_VERSIONS, Changes, Plan, Registry, ch
 from bulkreg_conformance.sas import Policy, SasError, verify_token
 
 from .bounds import refusal
+from .jobs import Jobs
 from .server import Turn
 from .store import MemoryStore, Store
 
@@ -119,6 +120,7 @@ class Hub:
         # the whole registry again (~0.5 ms per 100-device request on a growing registry).
         self.freeze_gc_every = 0
         self._writes = 0
+        self.jobs = Jobs(self)  # import/export jobs (hub/jobs.py); recovers a --db hub's jobs
 
     # -- WSGI -----------------------------------------------------------------------------------
 
@@ -219,6 +221,11 @@ class Hub:
             ("twins", 4, "modules"): {"GET": (self._get_module_twin, _TWIN),
                                       "PUT": (self._replace_twin, _TWIN),
                                       "PATCH": (self._update_twin, _TWIN)},
+            # import/export jobs: /jobs, /jobs/create, /jobs/{id} (decision: RegistryReadWrite
+            # for all four, reads included: a job record carries the caller's SAS URIs)
+            ("jobs", 1, None): {"GET": (self._jobs, _WRITE)},
+            ("jobs", 2, None): {"GET": (self._jobs, _WRITE), "POST": (self._jobs, _WRITE),
+                                "DELETE": (self._jobs, _WRITE)},
             ("_bulkreg", 2, None): {"GET": (self._admin, _ADMIN), "POST": (self._admin, _ADMIN)},
             ("_bulkreg", 3, None): {"POST": (self._admin, _ADMIN)},
         }
@@ -395,6 +402,10 @@ class Hub:
         return self._run(lambda reg: write(reg, device_id, body, if_match,
                                            api_version=api_version, module_id=module_id))
 
+    def _jobs(self, request: Request, api_version: str, *rest: str) -> Plan:
+        body = self._body(request) if request.method == "POST" else b""
+        return self.jobs.respond(request.method, rest, body)
+
     # -- admin ----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -402,6 +413,7 @@ class Hub:
             count = len(self.registry)
         return {"hostName": self.host_name, "identities": count,
                 "store": type(self.store).__name__, "faults": asdict(self.faults),
+                "jobs": self.jobs.status(),
                 "policies": [{"name": p.name, "permissions": sorted(p.permissions)}
                              for p in self.policies.values()]}
 
@@ -436,8 +448,11 @@ class Hub:
                 return _ok({"results": self.seed(body, api_version)})
             elif name is not None:
                 raise LookupError(name)
-            elif type(body) is dict and "faults" in body:
-                self.faults.update(body["faults"])
+            elif type(body) is dict:
+                if "faults" in body:
+                    self.faults.update(body["faults"])
+                if "jobs" in body:  # test hooks of the job runner (hub/jobs.py)
+                    self.jobs.configure(body["jobs"])
         except LookupError:
             return self.registry.error(404, "GenericNotFound", f"no admin action {name!r}")
         except (ValueError, TypeError, AttributeError) as exc:

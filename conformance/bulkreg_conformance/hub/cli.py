@@ -99,6 +99,7 @@ class BackgroundHub:
             self.server.shutdown()
             self._thread.join()
             self.server.server_close()
+            self.hub.jobs.close()  # an active job ends failed, saying which lines it applied
             self.hub.store.close()
 
     def __enter__(self) -> BackgroundHub:
@@ -294,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.shutdown()
         thread.join()
         server.server_close()
+        hub.jobs.close()  # an active job ends failed, saying which lines it applied
         hub.store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

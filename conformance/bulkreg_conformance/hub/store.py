@@ -13,6 +13,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +27,9 @@ __all__ = ["MemoryStore", "SqliteStore", "Store", "StoreInUse", "open_store"]
 class Store(Protocol):
     def load(self) -> Registry: ...
 
-    def write(self, changes: Changes) -> None: ...
+    def write(self, changes: Changes, meta: Mapping[str, bytes] | None = None) -> None: ...
+
+    def load_meta(self, prefix: str) -> dict[str, bytes]: ...
 
     def clear(self) -> None: ...
 
@@ -42,8 +45,11 @@ class MemoryStore:
     def load(self) -> Registry:
         return Registry(seed=self._seed)
 
-    def write(self, changes: Changes) -> None:
+    def write(self, changes: Changes, meta: Mapping[str, bytes] | None = None) -> None:
         pass
+
+    def load_meta(self, prefix: str) -> dict[str, bytes]:
+        return {}
 
     def clear(self) -> None:
         pass
@@ -126,7 +132,16 @@ class SqliteStore:
             }
         return Registry(seed=seed, records=records, counter=counter)
 
-    def write(self, changes: Changes) -> None:
+    def load_meta(self, prefix: str) -> dict[str, bytes]:
+        """The meta rows whose name starts with ``prefix`` (the import/export job records)."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, value FROM meta WHERE substr(name, 1, ?) = ?",
+                                    (len(prefix), prefix)).fetchall()
+        return {name: bytes(value) for name, value in rows}
+
+    def write(self, changes: Changes, meta: Mapping[str, bytes] | None = None) -> None:
+        """``changes`` and the ``meta`` rows in one transaction: an import job's progress is
+        committed with the lines it applied, so a kill never leaves one without the other."""
         upserts = [(k[0], k[1], orjson.dumps(r)) for k, r in changes.records.items()
                    if r is not None]
         deletes = [k for k, r in changes.records.items() if r is None]
@@ -139,6 +154,9 @@ class SqliteStore:
                     "DELETE FROM identities WHERE device_id = ? AND module_id = ?", deletes)
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('counter', ?)",
                                  (str(changes.counter).encode(),))
+                if meta:
+                    self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                         list(meta.items()))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -650,6 +650,17 @@ class Registry:
         body = {"isSuccessful": False, "errors": errors, "warnings": []}
         return Plan(400, headers, body, tx.done())
 
+    def plan_entries(self, entries: Iterable[dict[str, Any]]
+                     ) -> tuple[Changes, list[dict[str, Any] | None]]:
+        """``entries`` (each already accepted by the validator) applied one after the other as
+        a bulk call applies its entries, each seeing the changes of those before it: the
+        changes, and for each entry None or its error (the bulk result's error shape). Import
+        jobs apply their lines with it, in batches; the import-only modes (createOrUpdate,
+        createOrUpdateIfMatchETag) are understood here too."""
+        tx = _Tx(self)
+        results = [self._entry(tx, entry, None) for entry in entries]
+        return tx.done(), results
+
     def _entry(self, tx: _Tx, entry: dict[str, Any],
                finding: Finding | None) -> dict[str, Any] | None:
         raw_mode = entry.get("importMode")
@@ -896,6 +907,15 @@ def _create_or_update(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | No
     return _create(tx, key, entry, old) if old is None else _update(tx, key, entry, old)
 
 
+def _create_or_update_if_match(tx: _Tx, key: Key, entry: dict[str, Any],
+                               old: Record | None) -> Problem:
+    """Import jobs only (DOC-BULK): a new device is created; an existing one is overwritten
+    only if the line's eTag matches (a missing eTag does not)."""
+    if old is None:
+        return _create(tx, key, entry, old)
+    return _stale_device_etag(entry, old) or _update(tx, key, entry, old)
+
+
 def _delete(tx: _Tx, key: Key, entry: dict[str, Any], old: Record | None) -> Problem:
     if old is None:
         return _absent(key)
@@ -940,4 +960,5 @@ _HANDLERS: dict[str, Handler] = {
     "updateTwin": _update_twin,
     "updateTwinIfMatchETag": _update_twin_if_match,
     DEFAULT_MODE: _create_or_update,
+    "createOrUpdateIfMatchETag": _create_or_update_if_match,
 }
