@@ -279,7 +279,7 @@ def entries(draw: DrawFn, device_id: str, *, modes: tuple[str, ...] = BULK_MODES
     """One valid entry for ``device_id``: a mode, its required etag, only fields it uses."""
     mode = draw(st.sampled_from(modes))
     entry: dict[str, Any] = {"id": device_id}
-    if mode != "createOrUpdate" or draw(st.booleans()):  # import default when omitted
+    if mode != _CONTRACT.default_mode or draw(st.booleans()):  # the default may be omitted
         entry["importMode"] = mode
     if draw(st.integers(0, 3)) == 0:
         entry["moduleId"] = draw(device_ids(warn_chars=warn_chars, max_size=32))

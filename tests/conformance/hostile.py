@@ -239,7 +239,8 @@ def conform_cmd(*args: str) -> list[str]:
 
 def env(**extra: str) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items()
-           if k not in {"BULKREG_CONNECTION_STRING", "BULKREG_ENDPOINT", "REQUESTS_CA_BUNDLE"}}
+           if k not in {"BULKREG_CONNECTION_STRING", "BULKREG_ENDPOINT", "REQUESTS_CA_BUNDLE",
+                        "BULKREG_URL", "BULKREG_CA_CERT", "BULKREG_READ_CONNECTION_STRING"}}
     out.update(extra)
     return out
 

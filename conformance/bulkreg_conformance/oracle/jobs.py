@@ -84,7 +84,6 @@ _NAMES = {number: name for name, number in ERROR_NUMBERS.items()}
 _FORMAT_CODES = frozenset({"IotHubFormatError", "DeserializationError"})
 
 _CONTRACT = bulkreg_schema.contract()
-_IMPORT_MODES = {mode.lower(): mode for mode in _CONTRACT.import_modes}
 
 
 def code_name(code: Any) -> str | None:
@@ -303,7 +302,7 @@ def _entry(value: dict[str, Any]) -> dict[str, Any]:
     case-insensitively; the validator accepted it), absent meaning createOrUpdate."""
     mode = value.get("importMode")
     if type(mode) is str:
-        value["importMode"] = _IMPORT_MODES.get(mode.lower(), mode)
+        value["importMode"] = _CONTRACT.canonical_mode(mode) or mode
     return value
 
 
