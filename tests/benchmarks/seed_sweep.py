@@ -43,7 +43,8 @@ def _conform(seed: int, timeout: float) -> Run:
         command = [sys.executable, "-m", "bulkreg_validator", "conform", "--seed", str(seed),
                    "--report-json", str(report)]
         env = {k: v for k, v in os.environ.items()
-               if k not in {"BULKREG_CONNECTION_STRING", "BULKREG_ENDPOINT"}}
+               if k not in {"BULKREG_CONNECTION_STRING", "BULKREG_ENDPOINT", "BULKREG_URL",
+                            "BULKREG_CA_CERT", "BULKREG_READ_CONNECTION_STRING"}}
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   cwd=tmp, env=env, check=False)
