@@ -9,7 +9,9 @@ Nothing here prints a key except the connection-string lines the user asked the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import signal
 import sqlite3
 import ssl
@@ -194,8 +196,10 @@ def parser() -> argparse.ArgumentParser:
     bounds = p.add_argument_group("bounds")
     bounds.add_argument("--threads", type=_positive, default=8,
                         help="worker threads running requests (default 8)")
-    bounds.add_argument("--connection-limit", type=_positive, default=256,
-                        help="open connections; more wait in the listen backlog (default 256)")
+    bounds.add_argument("--connection-limit", type=_positive, default=Limits().connection_limit,
+                        help="open connections; at the limit a new one closes the connection "
+                             "that has waited longest for a whole request (default "
+                             f"{Limits().connection_limit})")
     bounds.add_argument("--request-timeout", type=_positive, default=30, metavar="S",
                         help="a request not fully received S seconds after its first byte "
                              "closes its connection (default 30)")
@@ -269,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # so is its GIL: the event loop that takes in requests waits at most 1 ms (not 5) for
         # a worker that is computing an answer
         sys.setswitchinterval(SWITCH_INTERVAL)
+        _room_for(limits.connection_limit)
     except (ValueError, OSError, sqlite3.Error, StoreInUse) as exc:
         # bad connection string or certificate, unusable or locked db, cannot listen
         if hub is not None:
@@ -299,6 +304,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
     print("bulkreg serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _room_for(connections: int) -> None:
+    """Raise this process's open-file limit (often 1024 soft) toward the connection limit.
+    Below it the server still holds: out of descriptors, a new connection closes the stalest."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 64  # the listener, the db, the worker pool's and Python's own files
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(f"bulkreg serve: at most {target} open files (ulimit -n): beyond about "
+              f"{target - 64} connections a new one closes the stalest", file=sys.stderr)
 
 
 def _reason(exc: BaseException, args: argparse.Namespace) -> str:
