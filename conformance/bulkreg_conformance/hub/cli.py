@@ -32,6 +32,7 @@ from bulkreg_conformance.sas import (
 )
 
 from .app import Faults, Hub
+from .identity import Identity
 from .server import AccessLog, Limits, Server, make_server
 from .store import StoreInUse, open_store
 from .tls import local_certificates, server_context
@@ -165,8 +166,15 @@ def parser() -> argparse.ArgumentParser:
         description="Run the reference IoT Hub registry (POST /devices and the read/verify "
                     "endpoints) on a local HTTP server.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
-    p.add_argument("--db", metavar="FILE", help="keep the registry in this SQLite file")
+    p.add_argument("--port", type=_port,
+                   help="port (default: with --db the port this hub used before, else 0: any "
+                        "free port)")
+    p.add_argument("--db", metavar="FILE",
+                   help="keep the registry in this SQLite file, and the hub's keys and port in "
+                        "FILE.identity (mode 0600), so a restarted hub accepts its tokens")
+    p.add_argument("--rotate-key", action="store_true",
+                   help="with --db: new keys for every policy (tokens signed with the old ones "
+                        "are refused from now on)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--connection-string", metavar="CS",
                      help="serve the hub of this connection string (its key signs tokens)")
@@ -265,10 +273,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         faults = _faults(args)
         context, ca = _tls(args)
+        kept = _identity(args)
+        if kept is not None and args.port is None and kept.port is not None:
+            args.port, args.port_kept = kept.port, kept.path  # its tokens' HostName
         hub = build_hub(connection_string=args.connection_string, hub_name=args.hub_name,
                         db=args.db, faults=faults)
-        server = serve(hub, args.host, args.port, access_log=args.access_log, tls=context,
-                       limits=limits)
+        if kept is not None:
+            hub.policies = kept.policies(hub.policies)
+        server = serve(hub, args.host, args.port or 0, access_log=args.access_log,
+                       tls=context, limits=limits)
+        if kept is not None:
+            kept.port = server.port
+            if kept.save():
+                print(f"bulkreg serve: the hub's keys are kept in {kept.path} (mode 0600); "
+                      "--rotate-key replaces them", file=sys.stderr, flush=True)
         hub.freeze_gc_every = FREEZE_GC_EVERY  # this process is the hub's alone
         # so is its GIL: the event loop that takes in requests waits at most 1 ms (not 5) for
         # a worker that is computing an answer
@@ -306,6 +324,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _identity(args: argparse.Namespace) -> Identity | None:
+    """The identity kept beside ``--db`` (None without --db, or with a connection string)."""
+    if args.rotate_key and args.db is None:
+        raise ValueError("--rotate-key needs --db (without it every run has new keys)")
+    if args.rotate_key and args.connection_string is not None:
+        raise ValueError("--rotate-key and --connection-string exclude each other (the "
+                         "connection string is the key)")
+    if args.db is None or args.connection_string is not None:
+        return None
+    return Identity.of(args.db, rotate=args.rotate_key)
+
+
 def _room_for(connections: int) -> None:
     """Raise this process's open-file limit (often 1024 soft) toward the connection limit.
     Below it the server still holds: out of descriptors, a new connection closes the stalest."""
@@ -327,7 +357,12 @@ def _reason(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"unusable TLS certificate or key: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
-        return f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        reason = f"cannot listen on {args.host}:{args.port or 0}: {exc.strerror}"
+        if getattr(args, "port_kept", None):
+            reason += (f" (the port this hub's tokens were signed for, kept in "
+                       f"{args.port_kept}: free it, or pass --port, and the old tokens are "
+                       "refused)")
+        return reason
     return str(exc)
 
 
