@@ -10,7 +10,9 @@ the limit are protocol errors. What it leaves to the caller, and this module add
 - a body over ``max_body`` is refused as soon as that is known (a declared length at once, a
   chunked body once it grows past it);
 - a request is handed on only once it is complete, body included: a client that goes away
-  mid-headers or mid-body never has its request executed.
+  mid-headers or mid-body never has its request executed;
+- a body over ``SPILL`` bytes waits in a temporary file, not in memory: many clients sending
+  large bodies slowly cost disk, and the application's own copy is the only one in memory.
 
 Every refusal closes the connection after the answer.
 """
@@ -18,23 +20,31 @@ Every refusal closes the connection after the answer.
 from __future__ import annotations
 
 import email.utils
+import io
+import tempfile
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import BinaryIO
 
 import h11
 
 __all__ = ["Complete", "Reader", "Refusal", "plain_answer"]
 
 MAX_HEAD = 64 * 1024  # request line and headers
+SPILL = 512 * 1024  # a body larger than this waits on disk
 
 
 @dataclass
 class Complete:
-    """A whole request: h11's request event and the body, de-chunked."""
+    """A whole request: h11's request event and the body (de-chunked), to be read once."""
 
     request: h11.Request
-    body: bytes
+    body: BinaryIO
+    size: int
+
+    def close(self) -> None:
+        self.body.close()
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Reader:
     _h11: h11.Connection = field(init=False)
     _request: h11.Request | None = field(default=None, init=False)
     _body: bytearray = field(default_factory=bytearray, init=False)
+    _spilled: BinaryIO | None = field(default=None, init=False)
+    _size: int = field(default=0, init=False)
     _ended: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -88,17 +100,39 @@ class Reader:
                 refused = self._check(event)
                 if refused is not None:
                     return refused
-                self._request, self._body = event, bytearray()
+                self._request, self._body, self._size = event, bytearray(), 0
                 if self._h11.they_are_waiting_for_100_continue:
                     self.interim += self._h11.send(
                         h11.InformationalResponse(status_code=100, headers=[]))
             elif isinstance(event, h11.Data):
-                if len(self._body) + len(event.data) > self.max_body:
+                self._size += len(event.data)
+                if self._size > self.max_body:
+                    self.discard()
                     return Refusal(413, f"the body exceeds {self.max_body} bytes")
-                self._body += event.data
+                self._keep(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert self._request is not None
-                return Complete(self._request, bytes(self._body))
+                body: BinaryIO = io.BytesIO(self._body) if self._spilled is None \
+                    else self._spilled
+                body.seek(0)
+                self._body, self._spilled = bytearray(), None
+                return Complete(self._request, body, self._size)
+
+    def _keep(self, data: bytes) -> None:
+        if self._spilled is None and self._size > SPILL:
+            self._spilled = tempfile.TemporaryFile()  # noqa: SIM115 - handed on, closed after
+            self._spilled.write(self._body)
+            self._body = bytearray()
+        if self._spilled is not None:
+            self._spilled.write(data)
+        else:
+            self._body += data
+
+    def discard(self) -> None:
+        """Drop a body being received (the connection closes)."""
+        if self._spilled is not None:
+            self._spilled.close()
+        self._body, self._spilled = bytearray(), None
 
     @property
     def closed(self) -> bool:
@@ -106,6 +140,11 @@ class Reader:
         return self._ended
 
     def _check(self, request: h11.Request) -> Refusal | None:
+        # h11 bounds only a head still incomplete; one that arrived whole is measured here
+        size = len(request.method) + len(request.target) + sum(
+            len(name) + len(value) + 4 for name, value in request.headers)
+        if size > MAX_HEAD:
+            return Refusal(431, f"the request line and headers exceed {MAX_HEAD} bytes")
         names = {name for name, _ in request.headers}
         if b"transfer-encoding" in names:
             if b"content-length" in names:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import io
 import queue
 import selectors
 import socket
@@ -251,12 +250,14 @@ class _Connection:
     def close(self) -> None:
         if self.phase == _CLOSED:
             return
-        self.phase = _CLOSED
+        busy, self.phase = self.phase == _BUSY, _CLOSED
         if self.events:
             self.server.selector.unregister(self.sock)
             self.events = 0
         with contextlib.suppress(OSError):
             self.sock.close()
+        if not busy:
+            self.reader.discard()  # a body half received, perhaps on disk
         self.server.forget(self)
 
     # -- the worker's side -----------------------------------------------------------------
@@ -286,6 +287,7 @@ class _Connection:
                 self.transport.send(self._error_answer(500, "the server failed"))
             keep = False
         finally:
+            task.close()
             close = getattr(result, "close", None)
             if close is not None:
                 close()  # PEP 3333: once the answer is written
@@ -502,10 +504,10 @@ class Server:
             "SERVER_PORT": str(self.port),
             "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode("latin-1"),
             "REMOTE_ADDR": str(connection.peer[0]) if connection.peer else "",
-            "CONTENT_LENGTH": str(len(task.body)),
+            "CONTENT_LENGTH": str(task.size),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if self.tls is not None else "http",
-            "wsgi.input": io.BytesIO(task.body),
+            "wsgi.input": task.body,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
