@@ -191,9 +191,11 @@ def test_a_connection_flood_holds_bounded_threads_and_connections(quick: Backgro
         client = Client(quick)
         assert client.call("GET", "/devices/x").status_code == 404
         assert quick.server.connections <= QUICK.connection_limit
-        # the first ones made room: the server closed them without an answer
+        # the first ones made room: the server closed them without an answer (a reset when
+        # it had not read what they sent yet)
         socks[0].settimeout(10)
-        assert socks[0].recv(1) == b""
+        with contextlib.suppress(ConnectionResetError):
+            assert socks[0].recv(1) == b""
     finally:
         for sock in socks:
             sock.close()

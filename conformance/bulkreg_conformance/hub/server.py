@@ -248,9 +248,10 @@ class _Connection:
         return self.since if self.started is None else self.started
 
     def close(self) -> None:
-        if self.phase == _CLOSED:
-            return
-        busy, self.phase = self.phase == _BUSY, _CLOSED
+        with self.lock:
+            if self.phase == _CLOSED:
+                return
+            busy, self.phase = self.phase == _BUSY, _CLOSED
         if self.events:
             self.server.selector.unregister(self.sock)
             self.events = 0
@@ -300,13 +301,17 @@ class _Connection:
     def _after(self, keep: bool) -> None:
         """Hand the connection back to the loop; wake it only when it has something to do."""
         with self.lock:
+            if self.phase == _CLOSED:
+                return  # the loop closed it meanwhile (its socket failed, or shutdown)
+            # the phase last: the loop's sweep reads it first, without the lock
+            self.started, self.since = None, time.monotonic()
             if keep:
                 self.reader.next_cycle()
-                self.phase, self.started, self.since = _READING, None, time.monotonic()
+                self.phase = _READING
                 needed = bool(self.pending) or self.ended or self.paused or \
                     self.reader.has_buffered() or self.transport.has_output()
             else:
-                self.phase, self.since, needed = _CLOSING, time.monotonic(), True
+                self.phase, needed = _CLOSING, True
         if needed:
             self.server.call_soon(self.resume)
 
