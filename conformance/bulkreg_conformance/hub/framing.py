@@ -103,7 +103,7 @@ class Reader:
                 self._request, self._body, self._size = event, bytearray(), 0
                 if self._h11.they_are_waiting_for_100_continue:
                     self.interim += self._h11.send(
-                        h11.InformationalResponse(status_code=100, headers=[]))
+                        h11.InformationalResponse(status_code=HTTPStatus.CONTINUE, headers=[]))
             elif isinstance(event, h11.Data):
                 self._size += len(event.data)
                 if self._size > self.max_body:

@@ -54,6 +54,7 @@ _CODES = {400: "GenericBadRequest", 413: "MessageTooLarge", 431: "GenericBadRequ
 LINGER = 2.0  # seconds a closing connection may take to take its answer, or to stop sending
 _PENDING_MAX = 256 * 1024  # bytes read ahead (pipelined) while a request runs; then stop reading
 _ACCEPT_BATCH = 64  # connections accepted per loop turn
+CONNECTION_LIMIT = 4096  # not a contract limit: a few KiB each (bench_slow_clients.py)
 _RETRY_ACCEPT = 0.1  # seconds without accepting when the process is out of descriptors
 
 # a connection's phases (only the loop thread moves one out of BUSY's successors)
@@ -63,7 +64,7 @@ _READING, _BUSY, _CLOSING, _LINGERING, _CLOSED = range(5)
 class Limits:
     """How much one server may hold: threads, connections, deadlines, body size."""
 
-    def __init__(self, *, threads: int = 8, connection_limit: int = 4096,
+    def __init__(self, *, threads: int = 8, connection_limit: int = CONNECTION_LIMIT,
                  request_timeout: float = 30.0, idle_timeout: float = 120,
                  max_body: int = 16 * 1024 * 1024) -> None:
         self.threads = threads  # worker threads running the application
@@ -396,7 +397,7 @@ class Server:
     def _drain_wake(self) -> None:
         self._woken = False
         with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
+            while self._wake_r.recv(1 << 12):
                 pass
 
     def _sweep(self, now: float) -> None:
