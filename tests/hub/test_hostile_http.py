@@ -19,6 +19,7 @@ import orjson
 import pytest
 import requests
 
+from bulkreg_conformance.hub import server
 from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.hub.cli import BackgroundHub, start_background
 from bulkreg_conformance.hub.server import Limits
@@ -364,3 +365,23 @@ def _create_over(running: BackgroundHub, context: ssl.SSLContext, device_id: str
                                                f"Content-Length: {len(body)}",
                                                "Connection: close") + b"\r\n" + body)
     assert _status(answer) == 200, answer
+
+
+def test_a_server_bug_on_one_connection_drops_only_that_connection(
+        monkeypatch: pytest.MonkeyPatch, hub: BackgroundHub,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The event loop serves every connection: a failure while handling one (planted here in
+    the server's own parsing step) closes that one, logs a line, and the loop goes on."""
+    original = server._Connection._feed
+
+    def feed(self: server._Connection, data: bytes, ended: bool) -> None:
+        if b"X-Planted" in data:
+            raise RuntimeError("planted")
+        original(self, data, ended)
+
+    monkeypatch.setattr(server._Connection, "_feed", feed)
+    with _connect(hub) as sock:
+        sock.sendall(_head(hub, "GET", "/devices/x", "X-Planted: 1") + b"\r\n")
+        assert _until_closed(sock) == b""
+    assert Client(hub).call("GET", "/devices/x").status_code == 404
+    assert "connection dropped: RuntimeError('planted')" in capsys.readouterr().err

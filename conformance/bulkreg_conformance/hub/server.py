@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import functools
 import queue
 import selectors
 import socket
@@ -371,9 +372,10 @@ class Server:
                     elif key.data is self:
                         self._accept()
                     else:
-                        key.data.on_events(mask)
+                        self._guarded(key.data, functools.partial(key.data.on_events, mask))
                 while self._calls:
-                    self._calls.popleft()()
+                    call = self._calls.popleft()
+                    self._guarded(getattr(call, "__self__", None), call)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -385,6 +387,18 @@ class Server:
                 self.tasks.put(None)
             self.selector.close()
             self._stopped.set()
+
+    @staticmethod
+    def _guarded(connection: _Connection | None, call: Callable[[], None]) -> None:
+        """One connection's trouble (a server bug) closes that connection, not the loop."""
+        try:
+            call()
+        except Exception as exc:
+            print(f"bulkreg serve: connection dropped: {exc!r}"[:400], file=sys.stderr,
+                  flush=True)
+            if isinstance(connection, _Connection):
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     def call_soon(self, call: Callable[[], None]) -> None:
         """Run ``call`` on the loop thread (from a worker)."""
