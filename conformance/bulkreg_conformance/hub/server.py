@@ -29,6 +29,7 @@ import collections
 import contextlib
 import errno
 import functools
+import os
 import queue
 import selectors
 import socket
@@ -568,7 +569,10 @@ def _listen(host: str, port: int) -> socket.socket:
     except socket.gaierror:
         raise OSError(errno.EADDRNOTAVAIL, "not an address to listen on") from None
     family, _, _, _, address = infos[0]
-    sock = socket.create_server(address[:2], family=family, backlog=socket.SOMAXCONN)
+    try:
+        sock = socket.create_server(address[:2], family=family, backlog=socket.SOMAXCONN)
+    except OSError as exc:  # without the address create_server appends to the reason
+        raise OSError(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc)) from None
     sock.setblocking(False)
     return sock
 
