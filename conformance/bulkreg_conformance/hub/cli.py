@@ -1,7 +1,8 @@
 """``bulkreg serve``: run the reference hub on a real threaded HTTP server (127.0.0.1 by default).
 
 Owns argument parsing, the hub's identity (host name and shared access policies, a fresh key per
-run unless a connection string is given), the server's life cycle (ready lines on stdout, serve
+run unless a connection string is given or ``--db`` keeps them: ``identity.py``), the server's
+life cycle (ready lines on stdout, serve
 until SIGINT/SIGTERM, clean shutdown) and ``start_background`` for tests and the conformance kit.
 Nothing here prints a key except the connection-string lines the user asked the server for.
 """
