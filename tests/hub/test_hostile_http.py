@@ -19,6 +19,7 @@ import orjson
 import pytest
 import requests
 
+from bulkreg_conformance.hub import server
 from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.hub.cli import BackgroundHub, start_background
 from bulkreg_conformance.hub.server import Limits
@@ -175,18 +176,27 @@ def test_an_idle_kept_alive_connection_is_closed(quick: BackgroundHub) -> None:
 
 
 def test_a_connection_flood_holds_bounded_threads_and_connections(quick: BackgroundHub) -> None:
+    """Thrice the connection limit (24) of requests begun and never finished: no thread per
+    connection, never more than the limit open, and a real client gets through at once (each
+    new arrival closes the connection that has waited longest), not after the deadline."""
+    assert Client(quick).call("GET", "/devices/x").status_code == 404  # serving: workers up
     before = threading.active_count()
     socks = []
     try:
-        for _ in range(72):  # thrice the connection limit (24): the rest wait in the backlog
+        for _ in range(72):
             sock = _connect(quick)
             sock.sendall(b"GET /devices/x HTTP/1.1\r\n")  # a request begun, never finished
             socks.append(sock)
-        assert threading.active_count() <= before  # no thread per connection
-        assert len(quick.server.active_channels) <= QUICK.connection_limit
-        # the deadline cuts the slow ones, so a real client gets through
+        assert threading.active_count() <= before
+        assert quick.server.connections <= QUICK.connection_limit
         client = Client(quick)
         assert client.call("GET", "/devices/x").status_code == 404
+        assert quick.server.connections <= QUICK.connection_limit
+        # the first ones made room: the server closed them without an answer (a reset when
+        # it had not read what they sent yet)
+        socks[0].settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert socks[0].recv(1) == b""
     finally:
         for sock in socks:
             sock.close()
@@ -355,3 +365,23 @@ def _create_over(running: BackgroundHub, context: ssl.SSLContext, device_id: str
                                                f"Content-Length: {len(body)}",
                                                "Connection: close") + b"\r\n" + body)
     assert _status(answer) == 200, answer
+
+
+def test_a_server_bug_on_one_connection_drops_only_that_connection(
+        monkeypatch: pytest.MonkeyPatch, hub: BackgroundHub,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The event loop serves every connection: a failure while handling one (planted here in
+    the server's own parsing step) closes that one, logs a line, and the loop goes on."""
+    original = server._Connection._feed
+
+    def feed(self: server._Connection, data: bytes, ended: bool) -> None:
+        if b"X-Planted" in data:
+            raise RuntimeError("planted")
+        original(self, data, ended)
+
+    monkeypatch.setattr(server._Connection, "_feed", feed)
+    with _connect(hub) as sock:
+        sock.sendall(_head(hub, "GET", "/devices/x", "X-Planted: 1") + b"\r\n")
+        assert _until_closed(sock) == b""
+    assert Client(hub).call("GET", "/devices/x").status_code == 404
+    assert "connection dropped: RuntimeError('planted')" in capsys.readouterr().err

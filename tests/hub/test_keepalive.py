@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bulkreg_conformance.hub.cli import BackgroundHub
+from bulkreg_conformance.hub.framing import SPILL
 
 from .conftest import API, token_for
 
@@ -139,6 +140,67 @@ def test_an_unreadable_content_length_closes_the_connection(hub: BackgroundHub) 
                          "GET /devices/x HTTP/1.1\r\n\r\n".encode())
         status, headers, _ = raw.answer()
         assert status == 400 and headers["connection"].lower() == "close"
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_a_body_over_the_spill_threshold_arrives_whole(hub: BackgroundHub) -> None:
+    """Bodies over 512 KiB wait on disk (framing.SPILL): sent with a length and chunked, each
+    arrives byte for byte (every device of the seed is created) and the connection goes on."""
+    raw = Raw(hub)
+    try:
+        for chunked in (False, True):
+            entries = [{"id": f"spill{int(chunked)}-{n:05d}", "importMode": "create"}
+                       for n in range(SPILL // 30)]
+            body = orjson.dumps(entries)
+            assert len(body) > SPILL
+            raw.send("POST", "/_bulkreg/admin/seed", body, chunked=chunked)
+            status, _, answer = raw.answer()
+            assert status == 200, answer[:200]
+            results = orjson.loads(answer)["results"]
+            assert sum(len(r["errors"]) for r in results) == 0
+            assert len(results) == -(-len(entries) // 100)
+        raw.send("GET", f"/devices/spill1-{SPILL // 30 - 1:05d}")
+        assert raw.answer()[0] == 200
+    finally:
+        raw.close()
+
+
+def test_pipelined_requests_are_answered_in_order(hub: BackgroundHub) -> None:
+    raw = Raw(hub)
+    try:
+        raw.send("POST", "/devices", _devices("p1"))
+        raw.send("GET", "/devices/p1")  # sent before the first answer is read
+        raw.send("GET", "/devices/p2")
+        assert [raw.answer()[0] for _ in range(3)] == [200, 200, 404]
+    finally:
+        raw.close()
+
+
+def test_expect_100_continue_gets_its_interim_answer(hub: BackgroundHub) -> None:
+    """curl sends ``Expect: 100-continue`` before a large body and waits for the go-ahead."""
+    raw = Raw(hub)
+    try:
+        body = _devices("cont")
+        raw.sock.sendall(f"POST /devices?api-version={API} HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: {raw.token}\r\nExpect: 100-continue\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+        assert raw.file.readline().startswith(b"HTTP/1.1 100 ")
+        assert raw.file.readline() == b"\r\n"
+        raw.sock.sendall(body)
+        assert raw.answer()[0] == 200
+    finally:
+        raw.close()
+
+
+def test_a_header_block_over_64_kib_gets_431_and_a_close(hub: BackgroundHub) -> None:
+    raw = Raw(hub)
+    try:
+        raw.send("GET", "/devices/x", extra=f"X-Pad: {'p' * 70_000}\r\n")
+        status, headers, body = raw.answer()
+        assert status == 431 and headers["connection"].lower() == "close"
+        assert b"ErrorCode:GenericBadRequest" in body
         assert raw.closed()
     finally:
         raw.close()

@@ -2,8 +2,10 @@
 
 It is the oracle (``bulkreg_conformance.oracle``: state + per-mode semantics) behind HTTP:
 ``app`` the WSGI layer (routing, auth, locking, faults), ``store`` memory or SQLite
-persistence, ``server`` the HTTP/1.1 keep-alive request handler, ``cli`` the command and
-``start_background`` for running a hub on a thread.
+persistence, ``identity`` the keys and port ``serve --db`` keeps across restarts, ``server``
+the HTTP/1.1 server (one event loop, a worker pool, deadlines and caps) with ``framing`` (h11
+and the hub's guards) and ``transport`` (plain or TLS bytes), ``tls`` the local CA, ``cli`` the
+command and ``start_background`` for running a hub on a thread.
 """
 
 from __future__ import annotations

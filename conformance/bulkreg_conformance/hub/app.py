@@ -1,15 +1,14 @@
 """The reference hub's HTTP face: a WSGI app (werkzeug) in front of the registry model.
 
 Owns routing, api-version checks, SharedAccessSignature auth and permissions (checked before the
-body is read), the registry lock (every request that touches the registry is serialised, so two
-IfMatchETag writers can never both win), persisting a plan before answering, the fault knobs
+body is read), the registry lock (requests run one at a time, so two IfMatchETag writers can
+never both win), persisting a plan before answering, the fault knobs
 (throttling, latency, injected 5xx) and the admin endpoint ``/_bulkreg/admin``. What an operation
 answers is the model's business (``model.py``); this module only carries it over HTTP.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import random
@@ -32,7 +31,6 @@ from bulkreg_conformance.sas import Policy, SasError, verify_token
 
 from .bounds import refusal
 from .jobs import Jobs
-from .server import Turn
 from .store import MemoryStore, Store
 
 __all__ = ["ADMIN_PATH", "Faults", "Hub"]
@@ -110,7 +108,12 @@ class Hub:
         self.store: Store = store or MemoryStore()
         self.faults = faults or Faults()
         self.clock = clock
-        self.lock = threading.Lock()
+        # Held for a whole request (``respond``) and by every registry operation (``_run``,
+        # also from outside a request): reentrant for both. One request at a time: the work is
+        # CPU-bound under one GIL, so two requests side by side would finish together, late;
+        # one after the other the first answer leaves at once. The latency fault, a wait that
+        # computes nothing, gives it away meanwhile. No order among waiters is promised.
+        self.lock = threading.RLock()
         self.registry = self.store.load()
         self._throttle = _Throttle()
         self._random = random.Random(self.faults.seed)
@@ -143,6 +146,11 @@ class Hub:
         return list(plan.headers.items()), orjson.dumps(plan.body)
 
     def respond(self, request: Request) -> Response:
+        """The answer to one request, computed under the hub's lock (see ``__init__``)."""
+        with self.lock:
+            return self._respond(request)
+
+    def _respond(self, request: Request) -> Response:
         try:
             # decision: the token first. An unauthenticated caller gets 401 for any route and
             # any api-version, so it cannot map which routes and versions exist; which policy
@@ -152,12 +160,12 @@ class Hub:
             api_version = self._api_version(request, handler)
             self._authorize(policy, permissions)
             if handler != self._admin:
-                self._inject_faults(request.environ.get(Turn.ENVIRON_KEY))
+                self._inject_faults()
             plan = handler(request, api_version, *args)
         except _Refused as refused:
             return self._response(refused.plan)
-        # the server (server.py) buffered the whole request before calling us: a body left
-        # unread by an early refusal is simply dropped, never taken for the next request.
+        # the server hands over only whole requests: a body left unread by an early refusal
+        # is simply dropped, never taken for the next request.
         return self._response(plan)
 
     def _response(self, plan: Plan) -> Response:
@@ -276,16 +284,19 @@ class Hub:
                 401, "IotHubUnauthorizedAccess",
                 f"Unauthorized: policy {policy.name} lacks {' or '.join(sorted(needed))}"))
 
-    def _inject_faults(self, turn: Turn | None) -> None:
-        """``turn``: the server's (server.Turn), given away while the latency fault sleeps."""
+    def _inject_faults(self) -> None:
+        """Throttling, latency (the lock given away while it waits), injected 5xx."""
         faults = self.faults
         if faults.throttle_rps > 0 and self._throttle.over(faults.throttle_rps, time.time()):
             raise _Refused(self.registry.error(
                 429, "ThrottlingException",
                 "The request has been throttled. Wait 1 seconds and try again."))
         if faults.latency_ms > 0:
-            with turn.given_away() if turn is not None else contextlib.nullcontext():
-                time.sleep(faults.latency_ms / 1000)  # other requests run meanwhile
+            self.lock.release()  # held once, by respond: other requests run meanwhile
+            try:
+                time.sleep(faults.latency_ms / 1000)
+            finally:
+                self.lock.acquire()
         if faults.error_rate > 0 and self._random.random() < faults.error_rate:
             raise _Refused(self.registry.error(500, "ServerError",
                                                "injected fault (bulkreg error_rate)"))

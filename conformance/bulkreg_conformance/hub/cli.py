@@ -1,7 +1,8 @@
 """``bulkreg serve``: run the reference hub on a real threaded HTTP server (127.0.0.1 by default).
 
 Owns argument parsing, the hub's identity (host name and shared access policies, a fresh key per
-run unless a connection string is given), the server's life cycle (ready lines on stdout, serve
+run unless a connection string is given or ``--db`` keeps them: ``identity.py``), the server's
+life cycle (ready lines on stdout, serve
 until SIGINT/SIGTERM, clean shutdown) and ``start_background`` for tests and the conformance kit.
 Nothing here prints a key except the connection-string lines the user asked the server for.
 """
@@ -9,7 +10,9 @@ Nothing here prints a key except the connection-string lines the user asked the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import signal
 import sqlite3
 import ssl
@@ -30,6 +33,7 @@ from bulkreg_conformance.sas import (
 )
 
 from .app import Faults, Hub
+from .identity import Identity
 from .server import AccessLog, Limits, Server, make_server
 from .store import StoreInUse, open_store
 from .tls import local_certificates, server_context
@@ -164,8 +168,15 @@ def parser() -> argparse.ArgumentParser:
         description="Run the reference IoT Hub registry (POST /devices and the read/verify "
                     "endpoints) on a local HTTP server.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
-    p.add_argument("--db", metavar="FILE", help="keep the registry in this SQLite file")
+    p.add_argument("--port", type=_port,
+                   help="port (default: with --db the port this hub used before, else 0: any "
+                        "free port)")
+    p.add_argument("--db", metavar="FILE",
+                   help="keep the registry in this SQLite file, and the hub's keys and port in "
+                        "FILE.identity (mode 0600), so a restarted hub accepts its tokens")
+    p.add_argument("--rotate-key", action="store_true",
+                   help="with --db: new keys for every policy (tokens signed with the old ones "
+                        "are refused from now on)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--connection-string", metavar="CS",
                      help="serve the hub of this connection string (its key signs tokens)")
@@ -195,8 +206,10 @@ def parser() -> argparse.ArgumentParser:
     bounds = p.add_argument_group("bounds")
     bounds.add_argument("--threads", type=_positive, default=8,
                         help="worker threads running requests (default 8)")
-    bounds.add_argument("--connection-limit", type=_positive, default=256,
-                        help="open connections; more wait in the listen backlog (default 256)")
+    bounds.add_argument("--connection-limit", type=_positive, default=Limits().connection_limit,
+                        help="open connections; at the limit a new one closes the connection "
+                             "that has waited longest for a whole request (default "
+                             f"{Limits().connection_limit})")
     bounds.add_argument("--request-timeout", type=_positive, default=30, metavar="S",
                         help="a request not fully received S seconds after its first byte "
                              "closes its connection (default 30)")
@@ -262,14 +275,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         faults = _faults(args)
         context, ca = _tls(args)
+        kept = _identity(args)
+        if kept is not None and args.port is None and kept.port is not None:
+            args.port, args.port_kept = kept.port, kept.path  # its tokens' HostName
         hub = build_hub(connection_string=args.connection_string, hub_name=args.hub_name,
                         db=args.db, faults=faults)
-        server = serve(hub, args.host, args.port, access_log=args.access_log, tls=context,
-                       limits=limits)
+        if kept is not None:
+            hub.policies = kept.policies(hub.policies)
+        server = serve(hub, args.host, args.port or 0, access_log=args.access_log,
+                       tls=context, limits=limits)
+        if kept is not None:
+            kept.port = server.port
+            if kept.save():
+                print(f"bulkreg serve: the hub's keys are kept in {kept.path} (mode 0600); "
+                      "--rotate-key replaces them", file=sys.stderr, flush=True)
         hub.freeze_gc_every = FREEZE_GC_EVERY  # this process is the hub's alone
         # so is its GIL: the event loop that takes in requests waits at most 1 ms (not 5) for
         # a worker that is computing an answer
         sys.setswitchinterval(SWITCH_INTERVAL)
+        _room_for(limits.connection_limit)
     except (ValueError, OSError, sqlite3.Error, StoreInUse) as exc:
         # bad connection string or certificate, unusable or locked db, cannot listen
         if hub is not None:
@@ -303,13 +327,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _identity(args: argparse.Namespace) -> Identity | None:
+    """The identity kept beside ``--db`` (None without --db, or with a connection string)."""
+    if args.rotate_key and args.db is None:
+        raise ValueError("--rotate-key needs --db (without it every run has new keys)")
+    if args.rotate_key and args.connection_string is not None:
+        raise ValueError("--rotate-key and --connection-string exclude each other (the "
+                         "connection string is the key)")
+    if args.db is None or args.connection_string is not None:
+        return None
+    return Identity.of(args.db, rotate=args.rotate_key)
+
+
+def _room_for(connections: int) -> None:
+    """Raise this process's open-file limit (often 1024 soft) toward the connection limit.
+    Below it the server still holds: out of descriptors, a new connection closes the stalest."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 64  # the listener, the db, the worker pool's and Python's own files
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(f"bulkreg serve: at most {target} open files (ulimit -n): beyond about "
+              f"{target - 64} connections a new one closes the stalest", file=sys.stderr)
+
+
 def _reason(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, sqlite3.Error):
         return f"{exc} ({args.db})"
     if isinstance(exc, ssl.SSLError):
         return f"unusable TLS certificate or key: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
-        return f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        reason = f"cannot listen on {args.host}:{args.port or 0}: {exc.strerror}"
+        if getattr(args, "port_kept", None):
+            reason += (f" (the port this hub's tokens were signed for, kept in "
+                       f"{args.port_kept}: free it, or pass --port, and the old tokens are "
+                       "refused)")
+        return reason
     return str(exc)
 
 
