@@ -31,6 +31,9 @@ def test_the_live_recipe_passes_against_a_throttled_hub() -> None:
     finally:
         serve.kill()
         serve.wait(10)
+        if serve.stdout is not None:
+            serve.stdout.close()
+    print(ran.stdout)  # the summary, for the record (-s shows it)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "verdict: PASS" in ran.stdout
     assert "note: time budget:" in ran.stdout and "grown from 50 s" in ran.stdout
