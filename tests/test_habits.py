@@ -162,7 +162,7 @@ def test_the_sdk_extra_brings_what_the_sdk_imports() -> None:
         "azure-iot-hub": f"=={metadata.version('azure-iot-hub')}",  # the version tested
         "six": ""}
     # azure-iot-hub imports six, and neither it nor anything it requires declares six: without
-    # the extra's six, `import azure.iot.hub` fails as the README's recipe did
+    # the extra's six, `import azure.iot.hub` fails as the SDK recipe (docs/serve.md) did
     assert "six" not in _declared("azure-iot-hub")
     run = subprocess.run([sys.executable, "-c", BLOCK_SIX], capture_output=True, text=True,
                          timeout=60, check=False)

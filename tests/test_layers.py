@@ -26,7 +26,7 @@ def test_imports_point_one_way(layer: str) -> None:
 
 
 PACKAGE = ROOT / "conformance" / "bulkreg_conformance"
-# The conformance package in layers (design.md, "conformance kit"; the README's layout): a
+# The conformance package in layers (design.md, "conformance kit"; docs/ARCHITECTURE.md): a
 # module imports only from earlier layers. The oracle is pure; the hub is the oracle behind
 # HTTP; the verdict's parts (evidence, answers, expectation, checks, coverage) know nothing of a
 # run; the session knows no suite; suites know no runner; reporters and front ends come last.

@@ -1,9 +1,12 @@
-"""The README's recipes, run as written in a temporary folder, as a new user would run them.
+"""The recipes of the README and the docs, run as written in a temporary folder, as a new user
+would run them.
 
-Each test reads its recipe out of README.md (so a test cannot pass while the README says something
-else), replaces only the placeholders a user must fill in (`<owner>`'s repository URL, the commit
-SHA) with a local git repository holding this checkout, and runs the commands with the real tools:
-the installed `bulkreg`, a real `pre-commit`, a real `pip` into a fresh virtualenv.
+Each test reads its recipe out of the page that shows it (README.md for the quick start,
+docs/lint.md for the library, editor and pre-commit recipes, docs/conform.md for the CI one), so
+a test cannot pass while the page says something else. It replaces only the placeholders a user
+must fill in (`<owner>`'s repository URL, the commit SHA) with a local git repository holding
+this checkout, and runs the commands with the real tools: the installed `bulkreg`, a real
+`pre-commit`, a real `pip` into a fresh virtualenv.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import yaml  # type: ignore[import-untyped]  # pre-commit's own dependency
 from .test_precommit import GIT, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = ROOT / "README.md"
+LINT = ROOT / "docs" / "lint.md"
+CONFORM = ROOT / "docs" / "conform.md"
 BIN = Path(sys.executable).parent
 GITHUB = "https://github.com/<owner>/bulkreg"
 
@@ -32,11 +37,13 @@ BAD = b'[{"id": "bad id", "importMode": "create"}]\n'
 IMPORT = b'{"id": "dev-1"}\n{"id": "dev-2", "importMode": "create"}\n'
 
 
-def block(lang: str, containing: str) -> str:
-    """The README's one fenced ``lang`` block that contains ``containing``."""
-    found = [b for b in re.findall(rf"^```{lang}\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
+def block(page: Path, lang: str, containing: str) -> str:
+    """The one fenced ``lang`` block of ``page`` that contains ``containing``."""
+    text = page.read_text(encoding="utf-8")
+    found = [b for b in re.findall(rf"^```{lang}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
              if containing in b]
-    assert len(found) == 1, f"{len(found)} ```{lang} blocks contain {containing!r}"
+    assert len(found) == 1, \
+        f"{len(found)} ```{lang} blocks of {page.relative_to(ROOT)} contain {containing!r}"
     return str(found[0])
 
 
@@ -55,7 +62,7 @@ def shell(command: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedPr
 
 
 def test_library_snippet_runs_as_written(tmp_path: Path) -> None:
-    code = block("python", "from bulkreg_validator import validate, validate_import")
+    code = block(LINT, "python", "from bulkreg_validator import validate, validate_import")
     (tmp_path / "devices.bulk.json").write_bytes(BAD)
     (tmp_path / "devices.txt").write_bytes(IMPORT)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
@@ -70,11 +77,11 @@ def test_library_snippet_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_editor_recipe_in_a_fresh_repository(tmp_path: Path) -> None:
-    command = block("sh", "bulkreg schema-bundle").strip()
+    command = block(LINT, "sh", "bulkreg schema-bundle").strip()
     assert not (tmp_path / ".vscode").exists()
     proc = shell(command, tmp_path)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
-    settings = json.loads(block("json", '"json.schemas"'))
+    settings = json.loads(block(LINT, "json", '"json.schemas"'))
     (mapping,) = settings["json.schemas"]
     schema_file = tmp_path / mapping["url"]
     assert schema_file.is_file()
@@ -91,12 +98,12 @@ def test_editor_recipe_in_a_fresh_repository(tmp_path: Path) -> None:
 
 
 def test_pre_commit_recipe_with_autoupdate(tmp_path: Path) -> None:
-    """The README's config, pointed at a repository holding this checkout: autoupdate pins the
+    """docs/lint.md's config, pointed at a repository holding this checkout: autoupdate pins the
     commit SHA, then the hook fails the bad payload and passes once it is fixed."""
     upstream = snapshot(tmp_path / "bulkreg")
     sha = subprocess.run([*GIT, "rev-parse", "HEAD"], cwd=upstream, capture_output=True,
                          text=True, check=True).stdout.strip()
-    config = block("yaml", "id: bulkreg-lint").replace(GITHUB, upstream.as_uri())
+    config = block(LINT, "yaml", "id: bulkreg-lint").replace(GITHUB, upstream.as_uri())
     assert "<" not in config, config  # nothing else left to fill in
     work = tmp_path / "work"
     (work / "provisioning").mkdir(parents=True)
@@ -130,7 +137,7 @@ def test_ci_recipe_installs_from_the_repository_and_runs(tmp_path: Path) -> None
     upstream = snapshot(tmp_path / "bulkreg")
     sha = subprocess.run([*GIT, "rev-parse", "HEAD"], cwd=upstream, capture_output=True,
                          text=True, check=True).stdout.strip()
-    steps = yaml.safe_load(block("yaml", "bulkreg conform --seed 1"))
+    steps = yaml.safe_load(block(CONFORM, "yaml", "bulkreg conform --seed 1"))
     runs = [step["run"] for step in steps if "run" in step]
     assert runs[0].startswith("pip install "), runs
     # file://localhost/...: pip before 23.3 rejects a git+file:/// requirement without a host
@@ -167,7 +174,7 @@ def test_ci_recipe_installs_from_the_repository_and_runs(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_quick_start_from_a_fresh_checkout(tmp_path: Path) -> None:
     """The quick start's main job, as written, in a clone that has never been installed."""
-    command = block("sh", "pip install '.[conform]' && bulkreg conform").strip()
+    command = block(README, "sh", "pip install '.[conform]' && bulkreg conform").strip()
     checkout = snapshot(tmp_path / "bulkreg")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)

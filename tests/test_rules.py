@@ -72,9 +72,10 @@ def test_limits_are_the_documented_numbers() -> None:
     assert (LIMITS["tags_bytes"], LIMITS["desired_bytes"]) == (8192, 32768)
 
 
-def test_readme_rule_table_is_generated_from_the_rule_table() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+def test_the_rule_table_page_is_generated_from_the_rule_table() -> None:
+    """docs/rules.md shows ``bulkreg rules --markdown`` between its markers, as generated."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
     start, end = "<!-- rules:start -->\n", "<!-- rules:end -->"
-    assert start in readme and end in readme
-    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert start in page and end in page, "docs/rules.md lacks the rules markers"
+    table = page.split(start, 1)[1].split(end, 1)[0]
     assert table == rules_markdown(), "regenerate with: bulkreg rules --markdown"

@@ -472,7 +472,8 @@ _declare("schemathesis", "schemathesis' checks over the service view of openapi.
 
 
 def markdown() -> str:
-    """The README's table of checks: name, the strongest evidence of its claims, summary."""
+    """The table of checks in docs/conform.md: name, the strongest evidence of its claims,
+    summary."""
     lines = ["| check | strongest claim | what it compares |", "| --- | --- | --- |"]
     lines += [f"| `{c.name}` | {c.evidence} | {c.summary} |" for c in CHECKS.values()
               if c.name != "schemathesis"]

@@ -20,9 +20,9 @@ gives the evidence of an entry that draws the rule's warning) and ``limit`` (the
 the rule's looser endpoints, whose evidence stays the rule's).
 
 The checks look a decision up by its key (:func:`evidence`) or by a rule's link (:func:`linked`),
-so what the README's table says a run accepts is what the code accepts; the table is generated
-from these records and a test fails if they drift (``python -m bulkreg_conformance.decisions``
-prints it).
+so what the table of docs/decisions.md says a run accepts is what the code accepts; the table is
+generated from these records and a test fails if they drift (``python -m
+bulkreg_conformance.decisions`` prints it).
 """
 
 from __future__ import annotations
@@ -171,12 +171,12 @@ _ROWS = [
              "unknown", "– (a run paces and retries whatever the accounting)", "open"),
     Decision("older-api-versions", "Older api-versions on this route",
              "2021-04-12 and the older versions SDKs used are accepted; others → 400 "
-             "InvalidProtocolVersion", "[api-versions](docs/evidence.md#api-versions)",
+             "InvalidProtocolVersion", "[api-versions](evidence.md#api-versions)",
              "acceptance, or 400 InvalidProtocolVersion for any version but 2021-04-12", "open",
              alternatives=('refuse-older',)),
     Decision("etag-format", "Etags",
              "device etag = base64 of a registry-wide counter; twin etag = base64 of the "
-             "twin's version", "[etags](docs/evidence.md#etags)", "any opaque string", "open",
+             "twin's version", "[etags](evidence.md#etags)", "any opaque string", "open",
              alternatives=('opaque-strings',)),
     Decision("if-match", "If-Match", "quoted `\"*\"` is the wildcard; an unquoted value is "
              "ignored, as the service did for Node", "node#606, CS", "– (not tested by a run)",
@@ -184,7 +184,7 @@ _ROWS = [
     Decision("unset-members", "Unset optional members in reads (`parentScopes`, "
              "`statusReason`, `deviceScope`, empty twin sections)",
              "`null` for unset strings, `[]` for `parentScopes`, `{}` for empty sections",
-             "[open questions](docs/evidence.md#open-questions)", "absent, null or empty alike",
+             "[open questions](evidence.md#open-questions)", "absent, null or empty alike",
              "open",
              alternatives=('absent', 'null', 'empty')),
     Decision("responses-grow", "Response members not in the 2021-04-12 definition",
@@ -211,8 +211,8 @@ _ROWS = [
              "device-id order; `top` outside 1–1000 (or not a number) means 1000; statistics "
              "count devices, not modules", "SWG", "– (a run lists nothing; any order)", "open"),
     Decision("query", "`POST /devices/query`",
-             "the subset in the hub section; device-id order; an opaque continuation token "
-             "bound to the query, absent on the last page; `x-ms-item-type: Twin`",
+             "[the subset](serve.md#the-query-subset); device-id order; an opaque continuation "
+             "token bound to the query, absent on the last page; `x-ms-item-type: Twin`",
              "NODE, PY270 query operations", "– (not tested by a run)", "open"),
     Decision("module-put", "Module identities over REST (PUT)",
              "the device must exist (404 DeviceNotFound); an existing module without If-Match "
@@ -251,7 +251,7 @@ def _tested(d: Decision) -> str:
 
 
 def markdown() -> str:
-    """The README's behaviour-decisions table."""
+    """The behaviour-decisions table of docs/decisions.md (links relative to docs/)."""
     lines = ["| question | hub's choice | sources | a conformance run accepts from other "
              "endpoints | another answer | variants tested |",
              "| --- | --- | --- | --- | --- | --- |"]

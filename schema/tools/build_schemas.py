@@ -630,7 +630,7 @@ def with_sdk_reads(doc: dict[str, Any]) -> dict[str, Any]:
     }
     schemas["QuerySpecification"] = {
         "description": "POST /devices/query: SELECT * FROM devices [WHERE …] (the subset the SDKs' "
-                       "query helpers use; see the README).",
+                       "query helpers use; see docs/serve.md).",
         "type": "object", "required": ["query"],
         "properties": {"query": {"type": "string", "minLength": 1}},
     }

@@ -1,7 +1,7 @@
 """Benchmark: a 1,000,000-line import job through Azurite into `bulkreg serve --db`, then an
 export of the same registry (issue 14 §8).
 
-Owns the figures of the jobs README section: the job's wall time and lines per second, and the
+Owns the figures of docs/jobs.md's Scale section: the job's wall time and lines per second, and the
 hub's resident memory while it runs. The blob is streamed (4 MiB chunks, 1,000 lines a batch),
 so the hub's memory follows the registry it builds, not the file: the script measures the same
 hub restarted on the same --db (the registry alone, loaded from SQLite) and prints how much the

@@ -199,8 +199,8 @@ def test_a_device_named_query_stays_reachable(client: Client) -> None:
 ])
 def test_unauthenticated_callers_learn_nothing_about_routes(hub: BackgroundHub, method: str,
                                                             path: str, api: str | None) -> None:
-    """Decision (README): the token is checked first, so a caller without one gets 401 for
-    every route and api-version, real or not."""
+    """Decision (docs/decisions.md): the token is checked first, so a caller without one gets
+    401 for every route and api-version, real or not."""
     params = {"api-version": api} if api else {}
     anonymous = requests.request(method, hub.url + path, params=params, timeout=30)
     assert anonymous.status_code == 401

@@ -1,4 +1,5 @@
-"""``bulkreg sas-token`` and the README's curl recipe, run for real against ``bulkreg serve``."""
+"""``bulkreg sas-token`` and the curl recipe of docs/serve.md, run for real against ``bulkreg
+serve``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from bulkreg_conformance.sas import generate_token, make_connection_string, new_
 
 from .conftest import API
 
-README = Path(__file__).parents[2] / "README.md"
+SERVE_DOC = Path(__file__).parents[2] / "docs" / "serve.md"
 BIN = Path(sys.executable).parent
 
 
@@ -75,14 +76,14 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], env: dict[str, 
 
 
 def _recipe() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = SERVE_DOC.read_text(encoding="utf-8")
     found = re.search(r"<!-- curl-recipe -->\s*```sh\n(.*?)```", text, re.DOTALL)
-    assert found, "README has no curl recipe block"
+    assert found, "docs/serve.md has no curl recipe block"
     return found.group(1)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_readme_curl_recipe_runs(tmp_path: Path) -> None:
+def test_the_curl_recipe_runs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKREG_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", _recipe()], cwd=tmp_path, env=env,

@@ -348,15 +348,16 @@ REPORTERS: dict[str, type[Reporter]] = {
 }
 
 
-# --- the rule table, for `bulkreg rules` and the README -----------------------------------------
+# --- the rule table, for `bulkreg rules` and docs/rules.md --------------------------------------
 
 RULE_COLUMNS = ("rule", "errorCode", "severity", "evidence", "scope", "checked by", "what",
                 "source")
 
 
 # The sources a rule cites: keys of the evidence document, each a heading there (its anchor is the
-# key in lower case), and GitHub issues, listed there under "Issues".
-EVIDENCE = "docs/evidence.md"
+# key in lower case), and GitHub issues, listed there under "Issues". Links are relative to
+# docs/, where the table is shown (docs/rules.md) beside the evidence document.
+EVIDENCE = "evidence.md"
 SOURCE_KEYS = ("SWG-0313", "SWG", "REST", "PY270", "PY210", "PY223", "PYNEW", "CS2", "CS",
                "NODE", "JAVA", "DOC-IR", "DOC-TW", "DOC-BULK", "DOC-QT", "DOC-SEC", "EDGE",
                "IMPORT-LOG", "RFC 8259")
@@ -377,8 +378,8 @@ def _rule_cells(rule: Rule) -> tuple[str, ...]:
 
 
 def rules_markdown(rules: Iterable[Rule] = RULES.values()) -> str:
-    """The README's rule table (GitHub-flavoured markdown), generated from ``RULES``; sources
-    link to the evidence document."""
+    """The rule table of docs/rules.md (GitHub-flavoured markdown), generated from ``RULES``;
+    sources link to the evidence document beside it."""
 
     def row(cells: Iterable[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

@@ -6,8 +6,8 @@ observed, inferred), where that comes from (``source``: keys of docs/evidence.md
 (``severity``), whether the hub rejects the whole request or only the entry (``scope``), what
 carries it (``where``) and, for rules a function checks, that function (``check``) and the
 contexts it can fire in (``applies``). Limits JSON Schema can express live in the schema files,
-which name their rule in ``x-bulkreg-rule``. The README's rule table is generated from ``RULES``
-(``bulkreg rules --markdown``).
+which name their rule in ``x-bulkreg-rule``. The rule table of docs/rules.md is generated from
+``RULES`` (``bulkreg rules --markdown``).
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lint(commands)
     rules = commands.add_parser("rules", help="print the rule table")
     rules.add_argument("--markdown", action="store_true",
-                       help="print the README's markdown table (with sources)")
+                       help="print the table of docs/rules.md as markdown (with sources)")
     path = commands.add_parser(
         "schema-path", help="print the file of a JSON Schema (for editors and other tools)")
     path.add_argument("name", nargs="?", metavar="NAME",

@@ -1,9 +1,10 @@
 """The registry semantics of Bulk Registry - Update Registry, written from the published swagger
 definition and facts.md alone (clean room: no code of the reference hub, oracle or validator).
 
-:class:`Options` holds one switch per question the sources leave open (facts §8 and the README's
-behaviour-decisions table); every default is this implementation's own choice. :class:`Registry`
-validates a bulk body and applies it; the HTTP layer lives in ``server.py``.
+:class:`Options` holds one switch per question the sources leave open (facts §8 and the
+behaviour-decisions table, docs/decisions.md); every default is this implementation's own
+choice. :class:`Registry` validates a bulk body and applies it; the HTTP layer lives in
+``server.py``.
 """
 
 from __future__ import annotations
