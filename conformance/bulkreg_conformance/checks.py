@@ -464,6 +464,17 @@ _declare("auth-expired", "an expired SAS token gets 401", "documented")
 _declare("auth-wrong-policy", "a token naming an unknown policy gets 401", "documented")
 _declare("auth-read-only", "a token of a read-only policy may read but not write (401) "
          "(with --read-connection-string; the built-in hub supplies one)", "documented")
+_declare("jobs-lifecycle", "an import job moves through JobProperties' statuses and ends "
+         "completed though lines failed", "contract")
+_declare("jobs-import-log", "importErrors.log fails exactly the predicted lines (the validator's "
+         "and the oracle's), with the predicted errorCodes", "documented")
+_declare("jobs-one-active", "a second job is refused while one is active (JobQuotaExceeded)",
+         "documented")
+_declare("jobs-cancel", "a job cancelled while active ends cancelled", "observed")
+_declare("jobs-export", "an export writes every device of the prefix with its twin, keys left "
+         "out with excludeKeysInExport", "documented")
+_declare("jobs-round-trip", "exported lines imported again read back as the originals",
+         "documented")
 _declare("differential", "the offline validator and the endpoint agree (accept/reject, then "
          "the errorCode); an observer of every bulk call", "contract")
 _declare("cleanup", "every device the run created is gone at the end", "documented")

@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a connection string whose policy may only read (default: "
                         "$BULKREG_READ_CONNECTION_STRING): the auth suite checks that it cannot "
                         "write (the built-in hub supplies its own)")
+    p.add_argument("--blob-container-uri", metavar="URI",
+                   help="a container SAS URI (read, write, delete, list) for the jobs suite "
+                        "(default: $BULKREG_BLOB_CONTAINER_URI; the built-in hub uses Azurite "
+                        "when it is installed)")
     p.add_argument("--ca-cert", metavar="FILE",
                    help="trust the CA certificate(s) in FILE (PEM) for an https endpoint "
                         "(default: $BULKREG_CA_CERT, else the system's or $REQUESTS_CA_BUNDLE)")
@@ -118,11 +122,17 @@ def _settings(args: argparse.Namespace) -> Settings:
             raise ValueError(f"cannot read replay file {args.replay}: {exc}") from None
         if not isinstance(replay, dict) or "payload" not in replay:
             raise ValueError(f"{args.replay} is not a bulkreg replay file")
+    blob = args.blob_container_uri or os.environ.get("BULKREG_BLOB_CONTAINER_URI") or None
+    if blob and not blob.lower().startswith(("https://", "http://")):
+        raise ValueError("--blob-container-uri must be a container SAS URI (https://…?sv=…)")
+    if endpoint and suites == ("jobs",) and not blob:
+        raise ValueError("the jobs suite needs --blob-container-uri (or "
+                         "BULKREG_BLOB_CONTAINER_URI) against an endpoint")
     return Settings(endpoint=endpoint, connection_string=cs, read_connection_string=read_cs,
                     suites=suites, max_examples=args.max_examples, seed=args.seed,
                     strict=args.strict, prefix=prefix, rate_limit=args.rate_limit,
                     max_requests=args.max_requests, time_budget=args.time_budget, replay=replay,
-                    ca_cert=ca_cert)
+                    ca_cert=ca_cert, blob_container_uri=blob)
 
 
 _ENDPOINT_VARIABLES = ("BULKREG_ENDPOINT", "BULKREG_URL")  # BULKREG_URL: what `serve` prints
@@ -214,7 +224,10 @@ def _progress(stream: TextIO) -> LiveProgress | None:
 def _secrets(settings: Settings) -> tuple[str, ...]:
     cs = settings.connection_string or ""
     key = cs.split("SharedAccessKey=", 1)[1].split(";", 1)[0] if "SharedAccessKey=" in cs else ""
-    return tuple(s for s in (cs, key) if s)
+    from bulkreg_conformance.suites.jobs import sas_signature  # noqa: PLC0415
+
+    signature = sas_signature(settings.blob_container_uri or "") or ""
+    return tuple(s for s in (cs, key, signature) if s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ A run's minimum is a set of items, each named ``<group>:<what>``, fixed by the s
   table on both sides of its limit (``rule:<id>:reject``, ``rule:<id>:accept``), every member a
   write stores round-tripped (``member:<name>``), every importMode with every outcome it can
   have (``cell:<mode>:<outcome>``), the etag transitions (``etag:<what>``) and id identity;
+- ``jobs`` (with a blob container): an import job's lifecycle and importErrors.log, the
+  one-active-job rule, cancel, export and its round trip (``jobs:<what>``);
 - ``stateful`` or ``schemathesis`` selected without a planned suite: that they ran to the end.
 
 :class:`Coverage` tracks what a run reached and, for what it did not, why (the time budget,
@@ -63,9 +65,20 @@ AUTH = {
     "wrong-policy": "a token naming an unknown policy gets 401",
 }
 READ_ONLY = {"read-only": "a read-only policy's token may read but not write"}
+JOBS = {
+    "lifecycle": "an import job moves through the statuses JobProperties allows and ends "
+                 "completed though lines failed",
+    "import-log": "importErrors.log fails the predicted lines with the predicted codes, and the "
+                  "applied devices read back as predicted",
+    "one-active": "a second job is refused while one is active",
+    "cancel": "a job cancelled while active ends cancelled",
+    "export": "an export writes every device of the prefix, with its twin",
+    "round-trip": "exported lines imported again read back as the originals",
+}
 GROUPS = {"auth": "auth", "rule": "rules on both sides of their limits",
           "member": "stored members round-tripped", "cell": "importMode x outcome",
-          "etag": "etag transitions", "id": "id identity", "explore": "exploring suites"}
+          "etag": "etag transitions", "id": "id identity", "jobs": "import and export jobs",
+          "explore": "exploring suites"}
 
 
 def _cells() -> list[tuple[str, str]]:
@@ -89,10 +102,13 @@ def rule_items() -> dict[str, str]:
     return items
 
 
-def minimum(suites: Iterable[str], *, read_only: bool) -> dict[str, str]:
-    """The items a run of ``suites`` must reach (item -> what it means)."""
+def minimum(suites: Iterable[str], *, read_only: bool, jobs: bool = False) -> dict[str, str]:
+    """The items a run of ``suites`` must reach (item -> what it means); ``jobs``: the run has
+    a blob container, so the jobs suite runs."""
     chosen = set(suites)
     items: dict[str, str] = {}
+    if "jobs" in chosen and jobs:
+        items |= {f"jobs:{k}": v for k, v in JOBS.items()}
     if "auth" in chosen:
         items |= {f"auth:{k}": v for k, v in AUTH.items()}
         if read_only:

@@ -23,10 +23,12 @@ import dataclasses
 import re
 import secrets
 import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bulkreg_conformance import differential, suites
@@ -44,6 +46,7 @@ from bulkreg_conformance.coverage import Coverage, minimum
 from bulkreg_conformance.session import Failure, Session, Tally
 from bulkreg_conformance.settings import DEFAULT_TIME_BUDGET, SUITES, Settings
 from bulkreg_conformance.suites import plan
+from bulkreg_conformance.suites.jobs import sas_signature
 
 __all__ = ["SUITES", "PreflightFailed", "Result", "Settings", "preflight", "run", "time_budget"]
 
@@ -138,6 +141,33 @@ def _signals_interrupt(client: Client) -> Iterator[None]:
             signal.signal(which, old)
 
 
+@contextlib.contextmanager
+def _blobs(settings: Settings) -> Iterator[str | None]:
+    """A container SAS URI for the jobs suite of a built-in hub run: Azurite (when installed),
+    started in a temporary folder and stopped at the end; None when the run has its own
+    (``--blob-container-uri``), does not run the jobs suite, or has no Azurite."""
+    if settings.endpoint or settings.blob_container_uri or "jobs" not in settings.suites:
+        yield None
+        return
+    from bulkreg_conformance.azurite import find_azurite, start_azurite  # noqa: PLC0415
+
+    program = find_azurite()
+    if program is None:
+        if settings.suites == ("jobs",):
+            raise ClientError("the jobs suite needs a blob store: --blob-container-uri, or "
+                              "Azurite for the built-in hub (npm ci in tests/azurite, or "
+                              "BULKREG_AZURITE)")
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bulkreg-azurite-") as folder:
+        try:
+            azurite = start_azurite(Path(folder), executable=program)
+        except RuntimeError as exc:
+            raise ClientError(f"Azurite did not start: {exc}") from None
+        with azurite:
+            yield azurite.container_uri("bulkreg-conform")
+
+
 def _grace(settings: Settings) -> float:
     # a rate-limited step (a bulk call and its read-backs) may finish after the budget
     return GRACE + (10.0 / settings.rate_limit if settings.rate_limit else 0.0)
@@ -172,13 +202,19 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
     budget, note = time_budget(settings)
     errors: list[str] = []
     interrupted = False
-    with _endpoint(settings) as (url, cs, read_cs, builtin):
+    with _endpoint(settings) as (url, cs, read_cs, builtin), _blobs(settings) as blobs:
         if read_cs and not settings.read_connection_string:
             settings = dataclasses.replace(settings, read_connection_string=read_cs)
+        if blobs and not settings.blob_container_uri:
+            settings = dataclasses.replace(settings, blob_container_uri=blobs)
         coverage = Coverage(minimum(settings.suites,
-                                    read_only=bool(settings.read_connection_string)))
+                                    read_only=bool(settings.read_connection_string),
+                                    jobs=bool(settings.blob_container_uri)))
         client = Client(url, cs, prefix=prefix, rate_limit=settings.rate_limit,
                         max_requests=settings.max_requests, ca_cert=settings.ca_cert)
+        signature = sas_signature(settings.blob_container_uri or "")
+        if signature:
+            client.redactor.add(signature)
         client.deadline = started + budget + _grace(settings)
         leaks: list[str] = []
         with _signals_interrupt(client):

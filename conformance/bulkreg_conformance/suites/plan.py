@@ -43,7 +43,7 @@ from bulkreg_conformance.session import (
     Session,
 )
 from bulkreg_conformance.settings import Settings
-from bulkreg_conformance.suites import auth
+from bulkreg_conformance.suites import auth, jobs
 from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, nest, rule_case
 from bulkreg_validator import LIMITS
 
@@ -72,6 +72,9 @@ def units(s: Session) -> list[Unit]:
         out.append(Unit("auth", "auth", tuple(i for i in s.coverage.required
                                               if i.startswith("auth:") and i != "auth:write"),
                         auth.planned))
+    if "jobs" in chosen:
+        out.append(Unit("jobs", "jobs", tuple(i for i in s.coverage.required
+                                              if i.startswith("jobs:")), jobs.planned))
     if "property" in chosen:
         out.append(Unit("valid", "property", _VALID_ITEMS, valid))
         out.append(Unit("cells", "property", _CELL_ITEMS, cells))
@@ -87,11 +90,13 @@ def estimate(settings: Settings) -> int:
         requests += _AUTH + (_READ_ONLY if settings.read_connection_string else 0)
     if "property" in settings.suites:
         requests += _VALID + _CELLS + len(RULE_CASES) + _WARNED
+    if "jobs" in settings.suites and settings.blob_container_uri:
+        requests += _JOBS  # polls included: more on a hub whose jobs take longer
     return requests
 
 
 # requests of each part on a conforming endpoint (tests/conformance/test_plan.py counts them)
-_PREFLIGHT, _AUTH, _READ_ONLY, _VALID, _CELLS, _WARNED = 4, 17, 2, 55, 18, 18
+_PREFLIGHT, _AUTH, _READ_ONLY, _VALID, _CELLS, _WARNED, _JOBS = 4, 17, 2, 55, 18, 18, 45
 
 
 def run(s: Session) -> None:
