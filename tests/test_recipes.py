@@ -184,4 +184,4 @@ def test_quick_start_from_a_fresh_checkout(tmp_path: Path) -> None:
                           text=True, timeout=900, check=False)
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-1500:]}"
     assert "verdict: PASS" in proc.stdout
-    assert (checkout / ".venv" / "bin" / "bulkreg").is_file()
+    assert (checkout / ".venv-conform" / "bin" / "bulkreg").is_file()
