@@ -1,21 +1,30 @@
 """Import files (devices.txt: one device object per line): ``iter_import``, ``validate_import``.
 
-Lines are read in batches of ``BATCH``: each batch is parsed with orjson, proved free of duplicate
-keys at once and validated with one jsonschema-rs call; a line with any finding is redone exactly,
-alone. Memory stays constant but for the set of ids (duplicates count across the whole file).
+Lines are read in chunks of ``CHUNK``. A chunk is parsed with orjson, proved free of duplicate
+keys at once (its re-serialisation is the text itself, or has as many ':'), and judged by one
+jsonschema-rs call of the acceptor (``_accept``: the schema and the rule checks as one schema);
+its ids go into the id table in one pass. A line the acceptor refuses is checked alone: by the
+rule checks in Python, then, if anything is found, by the exact path, which gives every finding
+its position. A chunk that cannot be proved at once (a syntax error, a blank line, a repeated
+key) takes the previous path, ``_ImportState.batch``, line by line. Memory stays constant but
+for the set of ids (duplicates count across the whole file).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 import bulkreg_schema
 
+from ._accept import FOLDS, ID_CHARS, acceptor
 from ._checks import Check, Context
 from ._findings import (
+    _KEY_MAX_TEXT,
     FAST_MAX,
     Finding,
     Locator,
@@ -58,7 +67,10 @@ def check_line(value: Any, ctx: Context, *, schema_ok: bool | None = None) -> li
     return out
 
 
-BATCH = 256  # lines checked together on the fast path
+BATCH = 256  # lines checked together by ``_ImportState.batch``
+CHUNK = 16  # lines per acceptor call: a chunk's parsed values stay in the CPU cache
+_ID = itemgetter("id")
+_SHORT_LINE = _KEY_MAX_TEXT  # no line this long or shorter has a size or byte-length finding
 
 
 def iter_import(
@@ -71,15 +83,13 @@ def iter_import(
     Yields Findings in line order, and finally the number of entries (an int).
     """
     state = _ImportState(Context("import", api_version))
-    batch: list[tuple[int, bytes]] = []
-    lines: Iterable[bytes | str] = stream
-    for lineno, line in enumerate(lines, 1):
-        data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
-        batch.append((lineno, data.rstrip(b"\r\n")))
-        if len(batch) == BATCH:
-            yield from state.batch(batch)
-            batch = []
-    yield from state.batch(batch)
+    lines: Iterator[bytes | str] = iter(stream)
+    first = 1
+    while chunk := list(islice(lines, CHUNK)):
+        found = state.chunk(first, chunk)
+        if found:
+            yield from found
+        first += len(chunk)
     yield state.entries
 
 
@@ -93,8 +103,111 @@ class _ImportState:
         self.quick_checks = checks_for(self.quick)
         self.ids: dict[str, int] = {}
         self.entries = 0
-        self.accept = fast_accept("ImportLine")
-        self.accept_many = fast_accept("ImportLine", many=True)
+        self.acceptor = acceptor()
+        # the checks no fold of the acceptor covers, run in Python on accepted lines
+        self.unfolded = tuple(ch for ch in self.checks if ch not in FOLDS)
+        self.quick_unfolded = tuple(ch for ch in self.quick_checks if ch not in FOLDS)
+        self._accept: Any = None
+
+    @property
+    def accept(self) -> Any:
+        if self._accept is None:
+            self._accept = fast_accept("ImportLine")
+        return self._accept
+
+    @property
+    def accept_many(self) -> Any:
+        return fast_accept("ImportLine", many=True)
+
+    def chunk(self, first: int, raw: list[Any]) -> list[Finding]:
+        """The findings of lines ``first``... (``raw``: as the stream gave them)."""
+        if type(raw[0]) is str:
+            raw = [line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+                   for line in raw]
+        accept = self.acceptor
+        if accept is None or max(map(len, raw)) > FAST_MAX:
+            return list(self.batch(self.numbered(first, raw)))
+        # each line parsed alone; then the chunk proved free of repeated keys at once: when its
+        # re-serialisation is the lines' own text (line ends aside), every line is orjson's
+        # output for its value, which cannot repeat a key; otherwise ':' are counted (fast_load)
+        try:
+            values = list(map(orjson.loads, raw))
+            again = orjson.dumps(values)
+            joined = b",".join(raw)
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: nesting, or str among bytes
+            return list(self.batch(self.numbered(first, raw)))
+        if again[1:-1] != joined.replace(b"\n", b"") and (
+                again.count(b":") != joined.count(b":") or _ESCAPED_COLON.search(joined)):
+            return list(self.batch(self.numbered(first, raw)))
+        ids = self.clean_chunk(raw, values) if accept.many(values) else None
+        if ids is None:
+            return list(self.refine(first, raw, values))
+        self.entries += len(ids)
+        lines = range(first, first + len(ids))
+        firsts = list(map(self.ids.setdefault, ids, lines))
+        if firsts == list(lines):
+            return []
+        return [self.duplicate(lineno, raw[lineno - first].rstrip(b"\r\n"), device_id)
+                for lineno, device_id, seen in zip(lines, ids, firsts, strict=True)
+                if seen != lineno]
+
+    @staticmethod
+    def numbered(first: int, raw: list[Any]) -> list[tuple[int, bytes]]:
+        return [(lineno, (line.encode("utf-8", "surrogatepass") if isinstance(line, str)
+                          else line).rstrip(b"\r\n"))
+                for lineno, line in enumerate(raw, first)]
+
+    def clean_chunk(self, raw: list[bytes], values: list[Any]) -> list[str] | None:
+        """The ids of an accepted chunk's lines when no line has a finding (duplicate ids
+        aside), else None."""
+        ids: list[str] = list(map(_ID, values))
+        joined = "\n".join(ids)
+        if any(ch in joined for ch in ID_CHARS):
+            return None
+        if self.quick_unfolded:  # an older api-version: every line has checks left
+            todo: Iterable[int] = range(len(raw))
+        elif max(map(len, raw)) > _SHORT_LINE:  # sizes and byte lengths, on long lines only
+            todo = [i for i, size in enumerate(map(len, raw)) if size > _SHORT_LINE]
+        else:
+            return ids
+        for i in todo:
+            if not self.unfolded_clean(raw[i], values[i]):
+                return None
+        return ids
+
+    def unfolded_clean(self, line: bytes, value: Any) -> bool:
+        """No finding from the checks no fold covers (``value`` is an accepted object)."""
+        data = line.rstrip(b"\r\n")
+        ctx, checks = (self.quick, self.quick_unfolded) if short_text(data) else (
+            self.ctx, self.unfolded)
+        found: list[Raw] = []
+
+        def emit(rule: str, path: Path, message: str) -> None:
+            found.append((rule, path, message))
+
+        for check in checks:
+            check(value, ctx, emit)
+        return not found
+
+    def clean(self, line: bytes, value: Any) -> bool:
+        """One line of a proved chunk has no finding (duplicate ids aside)."""
+        assert self.acceptor is not None
+        return (self.acceptor.one(value)
+                and not any(ch in value["id"] for ch in ID_CHARS)
+                and self.unfolded_clean(line, value))
+
+    def refine(self, first: int, raw: list[bytes], values: list[Any]) -> Iterator[Finding]:
+        """A proved chunk with some line the acceptor refused: line by line, in order."""
+        for lineno, line, value in zip(range(first, first + len(raw)), raw, values,
+                                       strict=True):
+            data = line.rstrip(b"\r\n")
+            if not self.clean(line, value):
+                yield from self.line(lineno, data)
+                continue
+            self.entries += 1
+            device_id = value["id"]
+            if self.ids.setdefault(device_id, lineno) != lineno:
+                yield self.duplicate(lineno, data, device_id)
 
     def batch(self, lines: list[tuple[int, bytes]]) -> Iterator[Finding]:
         """Fast path: parse each line, prove the batch free of duplicate keys at once, validate
