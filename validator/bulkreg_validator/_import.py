@@ -13,7 +13,7 @@ for the set of ids (duplicates count across the whole file).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import compress, islice, starmap
 from operator import itemgetter
 from typing import Any
 
@@ -125,7 +125,8 @@ class _ImportState:
             raw = [line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
                    for line in raw]
         accept = self.acceptor
-        if accept is None or max(map(len, raw)) > FAST_MAX:
+        longest = max(map(len, raw))
+        if accept is None or longest > FAST_MAX:
             return list(self.batch(self.numbered(first, raw)))
         # each line parsed alone; then the chunk proved free of repeated keys at once: when its
         # re-serialisation is the lines' own text (line ends aside), every line is orjson's
@@ -139,17 +140,23 @@ class _ImportState:
         if again[1:-1] != joined.replace(b"\n", b"") and (
                 again.count(b":") != joined.count(b":") or _ESCAPED_COLON.search(joined)):
             return list(self.batch(self.numbered(first, raw)))
-        ids = self.clean_chunk(raw, values) if accept.many(values) else None
-        if ids is None:
+        if not accept.many(values):
             return list(self.refine(first, raw, values))
+        ids: list[str] = list(map(_ID, values))
+        if any(map("\n".join(ids).__contains__, ID_CHARS)) or (
+                (self.quick_unfolded or longest > _SHORT_LINE)
+                and not all(starmap(self.unfolded_clean, self.unfolded_due(raw, values)))):
+            return list(self.refine(first, raw, values))
+        known = self.ids
+        before = len(known)
+        all(map(known.setdefault, ids, range(first, first + len(ids))))  # line numbers: truthy
         self.entries += len(ids)
-        lines = range(first, first + len(ids))
-        firsts = list(map(self.ids.setdefault, ids, lines))
-        if firsts == list(lines):
+        if len(known) - before == len(ids):
             return []
-        return [self.duplicate(lineno, raw[lineno - first].rstrip(b"\r\n"), device_id)
-                for lineno, device_id, seen in zip(lines, ids, firsts, strict=True)
-                if seen != lineno]
+        return [self.duplicate(lineno, line.rstrip(b"\r\n"), device_id)
+                for lineno, line, device_id in zip(range(first, first + len(ids)), raw, ids,
+                                                   strict=True)
+                if known[device_id] != lineno]
 
     @staticmethod
     def numbered(first: int, raw: list[Any]) -> list[tuple[int, bytes]]:
@@ -157,26 +164,17 @@ class _ImportState:
                           else line).rstrip(b"\r\n"))
                 for lineno, line in enumerate(raw, first)]
 
-    def clean_chunk(self, raw: list[bytes], values: list[Any]) -> list[str] | None:
-        """The ids of an accepted chunk's lines when no line has a finding (duplicate ids
-        aside), else None."""
-        ids: list[str] = list(map(_ID, values))
-        joined = "\n".join(ids)
-        if any(ch in joined for ch in ID_CHARS):
-            return None
-        if self.quick_unfolded:  # an older api-version: every line has checks left
-            todo: Iterable[int] = range(len(raw))
-        elif max(map(len, raw)) > _SHORT_LINE:  # sizes and byte lengths, on long lines only
-            todo = [i for i, size in enumerate(map(len, raw)) if size > _SHORT_LINE]
-        else:
-            return ids
-        for i in todo:
-            if not self.unfolded_clean(raw[i], values[i]):
-                return None
-        return ids
+    def unfolded_due(self, raw: list[bytes], values: list[Any]) -> Iterable[tuple[bytes, Any]]:
+        """The (line, value) pairs that have checks left after the acceptor: all of them for
+        an older api-version, else the lines long enough for sizes and byte lengths."""
+        if self.quick_unfolded:
+            return zip(raw, values, strict=True)
+        return compress(zip(raw, values, strict=True), map(_SHORT_LINE.__lt__, map(len, raw)))
 
     def unfolded_clean(self, line: bytes, value: Any) -> bool:
         """No finding from the checks no fold covers (``value`` is an accepted object)."""
+        if len(line) <= _SHORT_LINE and not self.quick_unfolded:
+            return True
         data = line.rstrip(b"\r\n")
         ctx, checks = (self.quick, self.quick_unfolded) if short_text(data) else (
             self.ctx, self.unfolded)
