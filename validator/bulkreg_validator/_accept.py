@@ -278,18 +278,34 @@ _ACCEPT_ID = bulkreg_schema.BASE_URI + "bulkreg-accept-ImportLine.json"
 
 
 def accept_documents() -> dict[str, Schema]:
-    """The rewritten schema documents plus the acceptor's own (``_ACCEPT_ID``): ImportLine and
-    every fold, all of them."""
+    """The rewritten schema documents plus the acceptor's own (``_ACCEPT_ID``): ImportLine with
+    every fold. A fold that constrains one member is merged into that member's (inlined)
+    subschema, which jsonschema-rs then looks up once; the others apply to the whole line."""
     documents = rewrite(bulkreg_schema.registry())
     line = documents[bulkreg_schema.BASE_URI + "ImportLine.json"]
-    folds: list[Schema] = []
+    accept = copy.deepcopy(line)  # its refs are absolute: valid under another $id
+    accept["$id"] = _ACCEPT_ID
+    whole: list[Schema] = []
     for build in FOLDS.values():
-        schema = build(line, documents)
-        if schema not in folds:
-            folds.append(schema)
-    documents[_ACCEPT_ID] = {"$id": _ACCEPT_ID, "$schema": bulkreg_schema.DRAFT,
-                             "allOf": [{"$ref": "ImportLine.json"}, *folds]}
+        fold = build(line, documents)
+        if set(fold) == {"properties"} and all(
+                isinstance(accept["properties"].get(name), dict) for name in fold["properties"]):
+            for name, sub in fold["properties"].items():
+                _merge(accept["properties"][name], sub)
+        elif fold not in whole:
+            whole.append(fold)
+    if whole:
+        accept.setdefault("allOf", []).extend(whole)
+    documents[_ACCEPT_ID] = accept
     return documents
+
+
+def _merge(node: Schema, sub: Schema) -> None:
+    """``node`` now also requires ``sub`` (as a sibling keyword where it is free, else in allOf)."""
+    if any(keyword in node for keyword in sub):
+        node.setdefault("allOf", []).append(sub)
+    else:
+        node.update(sub)
 
 
 class Acceptor:
