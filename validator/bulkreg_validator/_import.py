@@ -21,7 +21,6 @@ import orjson
 
 import bulkreg_schema
 
-from ._accept import FOLDS, ID_CHARS, acceptor
 from ._checks import Check, Context
 from ._findings import (
     _KEY_MAX_TEXT,
@@ -103,10 +102,13 @@ class _ImportState:
         self.quick_checks = checks_for(self.quick)
         self.ids: dict[str, int] = {}
         self.entries = 0
-        self.acceptor = acceptor()
+        from . import _accept  # noqa: PLC0415 - bulk payloads never load the acceptor
+
+        self.acceptor = _accept.acceptor()
+        self.id_chars = _accept.ID_CHARS
         # the checks no fold of the acceptor covers, run in Python on accepted lines
-        self.unfolded = tuple(ch for ch in self.checks if ch not in FOLDS)
-        self.quick_unfolded = tuple(ch for ch in self.quick_checks if ch not in FOLDS)
+        self.unfolded = tuple(ch for ch in self.checks if ch not in _accept.FOLDS)
+        self.quick_unfolded = tuple(ch for ch in self.quick_checks if ch not in _accept.FOLDS)
         self._accept: Any = None
 
     @property
@@ -143,7 +145,7 @@ class _ImportState:
         if not accept.many(values):
             return list(self.refine(first, raw, values))
         ids: list[str] = list(map(_ID, values))
-        if any(map("\n".join(ids).__contains__, ID_CHARS)) or (
+        if any(map("\n".join(ids).__contains__, self.id_chars)) or (
                 (self.quick_unfolded or longest > _SHORT_LINE)
                 and not all(starmap(self.unfolded_clean, self.unfolded_due(raw, values)))):
             return list(self.refine(first, raw, values))
@@ -191,7 +193,7 @@ class _ImportState:
         """One line of a proved chunk has no finding (duplicate ids aside)."""
         assert self.acceptor is not None
         return (self.acceptor.one(value)
-                and not any(ch in value["id"] for ch in ID_CHARS)
+                and not any(ch in value["id"] for ch in self.id_chars)
                 and self.unfolded_clean(line, value))
 
     def refine(self, first: int, raw: list[bytes], values: list[Any]) -> Iterator[Finding]:
