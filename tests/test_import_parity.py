@@ -33,6 +33,12 @@ API_VERSIONS = ["2021-04-12", "2021-04-12", "2020-09-30", "2020-05-31-preview", 
 Line = bytes | str
 
 
+@pytest.fixture(autouse=True)
+def from_the_first_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptor from line 1 (short files would otherwise never reach it)."""
+    monkeypatch.setattr(_import, "WARM_UP", 0)
+
+
 def _data(line: Line) -> bytes:
     return (line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line).rstrip(
         b"\r\n")
@@ -200,7 +206,10 @@ def _benchmark_lines(count: int, seed: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_benchmark_files_with_mistakes_have_the_same_findings(seed: int) -> None:
+def test_benchmark_files_with_mistakes_have_the_same_findings(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if seed == 3:  # and once with the warm-up of a real run: batch first, then chunks
+        monkeypatch.setattr(_import, "WARM_UP", 1024)
     lines = _benchmark_lines(1500, seed)
     rng = random.Random(seed)
     for _ in range(40):  # a mistake every ~40 lines: most chunks clean, some not

@@ -20,9 +20,10 @@ ids, which the duplicate-id check collects anyway (a jsonschema-rs pattern per l
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 import bulkreg_schema
 
@@ -38,6 +39,11 @@ _ONE = ("additionalProperties", "items", "propertyNames", "not", "if", "then", "
 _MANY = ("properties", "patternProperties", "$defs", "dependentSchemas")
 _LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _INLINED = ("properties", "patternProperties", "additionalProperties")
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def _resolve(documents: dict[str, Schema], base: str, ref: str) -> tuple[str, str, Any]:
@@ -109,7 +115,7 @@ def _pattern_properties(documents: dict[str, Schema]) -> None:
 
 def _absolute(node: Schema, base: str) -> Schema:
     """A copy of ``node`` whose ``$ref``s are absolute (valid wherever the copy is placed)."""
-    node = copy.deepcopy(node)
+    node = _copy(node)
 
     def visit(sub: Schema) -> None:
         ref = sub.get("$ref")
@@ -150,7 +156,7 @@ def _inline(documents: dict[str, Schema]) -> dict[str, Schema]:
                     and isinstance(ref, str) and ref not in stack):
                 _, _, target = _resolve(absolute, "", ref)
                 if isinstance(target, dict) and _plain(target):
-                    body = {k: v for k, v in copy.deepcopy(target).items()
+                    body = {k: v for k, v in _copy(target).items()
                             if k not in ("$id", "$schema", "$defs")}
                     container[key] = expand(body, (*stack, ref))
                     continue
@@ -177,7 +183,7 @@ def _plain(schema: Schema) -> bool:
 
 def rewrite(documents: dict[str, Schema]) -> dict[str, Schema]:
     """The schema documents (by ``$id``) rewritten for jsonschema-rs: same verdicts, faster."""
-    rewritten = copy.deepcopy(documents)
+    rewritten = _copy(documents)
     _pattern_properties(rewritten)
     return _inline(rewritten)
 
@@ -283,7 +289,7 @@ def accept_documents() -> dict[str, Schema]:
     subschema, which jsonschema-rs then looks up once; the others apply to the whole line."""
     documents = rewrite(bulkreg_schema.registry())
     line = documents[bulkreg_schema.BASE_URI + "ImportLine.json"]
-    accept = copy.deepcopy(line)  # its refs are absolute: valid under another $id
+    accept = _copy(line)  # its refs are absolute: valid under another $id
     accept["$id"] = _ACCEPT_ID
     whole: list[Schema] = []
     for build in FOLDS.values():
