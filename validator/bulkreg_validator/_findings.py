@@ -38,7 +38,7 @@ def short_text(data: bytes) -> bool:
     size = len(data)
     if size <= _KEY_MAX_TEXT:
         return True
-    if size > _SHORT_TEXT or b'\\"' in data:
+    if size > _SHORT_TEXT or (b"\\" in data and b'\\"' in data):  # (one byte: memchr)
         return False
     # No run of text between quotes is longer than a key may be. In at most twice that length,
     # any longer run covers the middle offset: only the run around it needs measuring.
