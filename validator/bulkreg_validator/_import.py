@@ -147,7 +147,8 @@ class _ImportState:
             joined = b",".join(raw)
         except (orjson.JSONDecodeError, TypeError):  # TypeError: nesting, or str among bytes
             return list(self.batch(self.numbered(first, raw)))
-        if again[1:-1] != joined.replace(b"\n", b"") and (
+        text = joined.replace(b"\n", b"")
+        if not (len(again) == len(text) + 2 and again.startswith(text, 1)) and (
                 again.count(b":") != joined.count(b":") or _ESCAPED_COLON.search(joined)):
             return list(self.batch(self.numbered(first, raw)))
         if not accept.many(values):
