@@ -1,4 +1,4 @@
-"""The import fast path's acceptance test: "this line has no finding at all", for a batch of lines
+"""The import fast path's acceptance test: "this line has no finding at all", for a chunk of lines
 in one jsonschema-rs call.
 
 It is the ImportLine schema and the rule checks an import line always runs, as one JSON Schema:
@@ -46,10 +46,16 @@ def _copy(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
 
 
-def _resolve(documents: dict[str, Schema], base: str, ref: str) -> tuple[str, str, Any]:
-    """(absolute uri, fragment, target) of ``ref`` written in the document ``base``."""
+def _absolute_ref(base: str, ref: str) -> tuple[str, str]:
+    """(absolute uri, fragment) of ``ref`` written in the document ``base``."""
     file, _, fragment = ref.partition("#")
     uri = base.rsplit("/", 1)[0] + "/" + file if file and "://" not in file else file or base
+    return uri, fragment
+
+
+def _resolve(documents: dict[str, Schema], base: str, ref: str) -> tuple[str, str, Any]:
+    """(absolute uri, fragment, target) of ``ref`` written in the document ``base``."""
+    uri, fragment = _absolute_ref(base, ref)
     node: Any = documents[uri]
     for raw in filter(None, fragment.split("/")):
         node = node[raw.replace("~1", "/").replace("~0", "~")]
@@ -120,10 +126,7 @@ def _absolute(node: Schema, base: str) -> Schema:
     def visit(sub: Schema) -> None:
         ref = sub.get("$ref")
         if isinstance(ref, str):
-            file, _, fragment = ref.partition("#")
-            uri = base.rsplit("/", 1)[0] + "/" + file if file and "://" not in file else (
-                file or base)
-            sub["$ref"] = f"{uri}#{fragment}"
+            sub["$ref"] = "#".join(_absolute_ref(base, ref))
 
     _walk(node, visit)
     return node

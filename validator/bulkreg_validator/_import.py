@@ -220,8 +220,9 @@ class _ImportState:
                 yield self.duplicate(lineno, data, device_id)
 
     def batch(self, lines: list[tuple[int, bytes]]) -> Iterator[Finding]:
-        """Fast path: parse each line, prove the batch free of duplicate keys at once, validate
-        it with one schema call; any line with a finding is redone exactly by ``line``."""
+        """The first lines, and chunks ``chunk`` cannot prove at once: parse each line, prove
+        the batch free of duplicate keys at once, validate it with one schema call, run the rule
+        checks line by line; any line with a finding is redone exactly by ``line``."""
         values = self.parse_all(lines)
         if values is None:
             for lineno, data in lines:
