@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import bulkreg_schema
 from bulkreg_conformance import strategies
-from bulkreg_validator import _accept, _findings
+from bulkreg_validator import _accept, _checks, _findings
 from bulkreg_validator._checks import Context
 
 LINE = bulkreg_schema.BASE_URI + "ImportLine.json"
@@ -255,3 +255,42 @@ def test_short_text_is_the_split_it_replaced(size: int, quotes: list[int], escap
 def test_short_text_runs_at_every_offset(run: int, start: int) -> None:
     data = b'"' * start + b"k" * run + b'"' * max(0, 2000 - start - run)
     assert _findings.short_text(data) == _split_short(data)
+
+
+# --- twin_sections_quiet: the walk skipped only where it cannot find anything --------------------
+
+CHARS = st.sampled_from(["a", "é", "€", "😀", "\n", "\\", '"', "\x00"])
+SIZED = st.builds(lambda c, n: c * n, CHARS, st.sampled_from([1, 2, 255, 256, 257, 1024, 1025]))
+VALUES = st.one_of(st.integers(0, 9), st.booleans(), st.none(), SIZED,
+                   st.builds(lambda n: [1] * n, st.sampled_from([0, 10, 300, 1023, 1100, 4100])),
+                   st.builds(lambda c, n: c * n, CHARS, st.sampled_from([1400, 4096, 4097])))
+SECTIONS = st.dictionaries(SIZED, VALUES, max_size=6)
+
+
+@settings(max_examples=600, deadline=None)
+@given(tags=SECTIONS, desired=SECTIONS, reported=SECTIONS,
+       api_version=st.sampled_from(["2021-04-12", "2019-03-30"]))
+def test_twin_sections_quiet_only_where_the_walk_finds_nothing(
+        tags: dict[str, Any], desired: dict[str, Any], reported: dict[str, Any],
+        api_version: str) -> None:
+    entry = {"id": "d1", "tags": tags, "properties": {"desired": desired, "reported": reported}}
+    ctx = Context("import", api_version)
+    if _checks.twin_sections_quiet(entry, ctx):
+        found: list[str] = []
+        _checks.twin_sections(entry, ctx, lambda rule, path, message: found.append(rule))
+        assert found == [], found
+
+
+def test_twin_sections_quiet_spares_the_walk_of_long_clean_sections() -> None:
+    ctx = Context("import", "2021-04-12")
+    # ~3 KB of tags: over 8 KB by the 4-per-byte bound, within it by the per-value one
+    long_clean = {"id": "d1", "tags": {f"k{i}": "v" * 40 for i in range(60)},
+                  "properties": {"desired": {f"k{i}": ["v" * 900, 1] for i in range(8)}}}
+    assert _checks.twin_sections_quiet(long_clean, ctx)
+    # a run of 1 KB between quotes (here numbers) is taken for a possible long key: the walk
+    assert not _checks.twin_sections_quiet({"id": "d1", "tags": {"a": [1] * 600}}, ctx)
+    too_big = {"id": "d1", "tags": {f"k{i}": "v" * 1000 for i in range(9)}}
+    assert not _checks.twin_sections_quiet(too_big, ctx)
+    assert not _checks.twin_sections_quiet({"id": "d1", "tags": {"k" * 1025: 1}}, ctx)
+    assert not _checks.twin_sections_quiet({"id": "d1", "tags": {"a": [1]}},
+                                           Context("import", "2019-03-30"))
