@@ -1,9 +1,11 @@
 """Benchmark: import-file validation throughput against jsonschema-rs, jsonschema and parse floors.
 
-Owns the issue 2 §5 throughput target: ``bulkreg_validator.validate_import`` with every rule on
-must reach >= 1.0x the devices/s of jsonschema-rs ``is_valid`` over the same records with the same
-ImportLine schema (which checks fewer rules), and >= 100x pure-Python ``jsonschema``. The
-parse-only floors (the same lines only parsed) show how much of the budget validation takes.
+Owns the throughput targets of issue 2 §5 and issue 14 (item 8): ``bulkreg_validator.
+validate_import`` with every rule on must reach >= 1.0x the devices/s of jsonschema-rs ``is_valid``
+fed by ``orjson.loads`` over the same records with the same ImportLine schema (which checks fewer
+rules: no duplicate ids or keys, byte lengths, twin sizes, etags, auth consistency), and >= 100x
+pure-Python ``jsonschema``. jsonschema-rs fed by ``json.loads`` (issue 2's baseline) and the
+parse-only floors (the same lines only parsed) are printed for context.
 
 Every candidate reads the same binary file line by line in this process; each is run ``--repeats``
 times round-robin with a ``gc.collect()`` before every run (GC stays enabled for all), and the
@@ -136,10 +138,9 @@ def report(rates: dict[str, float], jsonschema_lines: int) -> None:
     rs_json = ratios["ours / jsonschema-rs (json)"]
     rs_orjson = ratios["ours / jsonschema-rs (orjson)"]
     pure = ratios["ours / jsonschema (pure)"]
-    print(f"\ntarget >= {TARGET_RS:.1f}x jsonschema-rs with json.loads: "
-          f"{_data.verdict(rs_json >= TARGET_RS)} ({rs_json:.2f}x)")
-    print(f"for reference, not the issue's target: jsonschema-rs fed by orjson.loads (bulkreg's "
-          f"own parser, a stronger baseline than the one users run): {rs_orjson:.2f}x")
+    print(f"\ntarget >= {TARGET_RS:.1f}x jsonschema-rs fed by orjson.loads (issue 14): "
+          f"{_data.verdict(rs_orjson >= TARGET_RS)} ({rs_orjson:.2f}x)")
+    print(f"for context: jsonschema-rs fed by json.loads (issue 2's baseline): {rs_json:.2f}x")
     print(f"target >= {TARGET_JSONSCHEMA:.0f}x pure jsonschema: "
           f"{_data.verdict(pure >= TARGET_JSONSCHEMA)} ({pure:.1f}x)")
 

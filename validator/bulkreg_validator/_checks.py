@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import orjson
+
 from ._limits import LIMITS
 
 __all__ = ["Applies", "Check", "Context", "api_at_least"]
@@ -248,6 +250,35 @@ def twin_sections(entry: dict[str, Any], ctx: Context, emit: Emit) -> None:
         if size > limit:
             emit("twin-section-size", path,
                  f"{name} is {size} bytes by the docs' size algorithm, over the {limit} byte limit")
+
+
+def twin_sections_quiet(entry: dict[str, Any], ctx: Context) -> bool:
+    """True only when ``twin_sections`` cannot emit for ``entry``: a cheap bound for the import
+    fast path, without the walk. Arrays are allowed at ``ctx``'s api-version; each section's size
+    is within its limit by either bound on the size algorithm's count from the section's JSON
+    text: 4 per byte (a number "1," counts 8), or a character per byte plus 8 per value that may
+    be a number or boolean (each follows a ':', '[' or ','); and no run of the text between
+    quotes is longer than a key may be, escaped quotes aside (a key or string is never shorter
+    in the text than in UTF-8)."""
+    if not api_at_least(ctx.api_version, LIMITS["arrays_since"]):
+        return False
+    for _name, path, limit_name in _SECTIONS:
+        section = _section(entry, path)
+        if section is None:
+            continue
+        try:
+            text = orjson.dumps(section)
+        except TypeError:  # deeper than orjson writes: the walk decides
+            return False
+        limit = LIMITS[limit_name]
+        if 4 * len(text) > limit and len(text) + 8 * (
+                text.count(b":") + text.count(b",") + text.count(b"[")) > limit:
+            return False
+        if b"\\" in text and b'\\"' in text:
+            return False
+        if len(text) > _KEY_MAX and max(map(len, text.split(b'"'))) > _KEY_MAX:
+            return False
+    return True
 
 
 _KEY_MAX, _STR_MAX = LIMITS["twin_key_bytes"], LIMITS["twin_string_bytes"]
