@@ -277,7 +277,7 @@ def test_the_generated_files_reach_every_path_and_rule(monkeypatch: pytest.Monke
     monkeypatch.setattr(_import._ImportState, "refine", counted("refine", refine))
     monkeypatch.setattr(_import._ImportState, "batch", counted("batch", batch))
 
-    @settings(max_examples=80, deadline=None)
+    @settings(max_examples=200, deadline=None, derandomize=True)  # the same files every run
     @given(lines=import_files())
     def sample(lines: list[bytes]) -> None:
         found, _ = current(lines, "2021-04-12")

@@ -62,7 +62,9 @@ def test_the_plan_reaches_the_minimum_in_at_most_200_requests(
 
 def test_a_run_cut_by_its_time_budget_is_incomplete_and_says_why(
         serve: Callable[..., Served]) -> None:
-    result = _run(serve(), time_budget=0.3)
+    served = serve()
+    served.hub.faults.latency_ms = 20.0  # the plan's ~160 requests need over 3 s
+    result = _run(served, time_budget=0.5)
     assert result.failures == [] and not result.failed
     assert result.verdict == "INCOMPLETE" and result.exit_code() == 3
     missing = result.coverage.missing()
