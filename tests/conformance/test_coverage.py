@@ -113,17 +113,17 @@ def test_a_hub_that_always_throttles_writes_is_incomplete_naming_throttling(
 
 
 def test_latency_and_throttling_still_reach_pass() -> None:
-    """150 ms on every request, and a hub throttled to 20 requests a second behind
-    --rate-limit 15: slower, still the whole minimum (the plan retries what a 429 cut)."""
-    with start_background(faults=Faults(latency_ms=150.0)) as hub:
+    """50 ms on every request, and a hub throttled to 40 requests a second behind
+    --rate-limit 30: slower, still the whole minimum (the plan retries what a 429 cut)."""
+    with start_background(faults=Faults(latency_ms=50.0)) as hub:
         slow = run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
                             suites=("auth", "property"), max_examples=1, seed=2,
                             time_budget=120.0))
     assert slow.verdict == "PASS", (slow.coverage.missing(), slow.errors)
-    with start_background(faults=Faults(throttle_rps=20.0)) as hub:
+    with start_background(faults=Faults(throttle_rps=40.0)) as hub:
         throttled = run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
                                  suites=("auth", "property"), max_examples=1, seed=2,
-                                 rate_limit=15.0))
+                                 rate_limit=30.0))
     assert throttled.verdict == "PASS", (throttled.coverage.missing(), throttled.errors)
 
 
