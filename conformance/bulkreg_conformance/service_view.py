@@ -85,8 +85,20 @@ def representation(value: Any) -> Any:
         name = _CANONICAL_MEMBERS.get(key.lower(), key) if isinstance(key, str) else key
         named = code_name(item) or item if name == "errorCode" and not isinstance(item, str) \
             else item
+        if isinstance(named, str) and name in _ENUM_MEMBERS:  # "Enabled", as docs print it
+            named = _ENUM_MEMBERS[name].get(named.lower(), named)
         out[name] = representation(named)
     return out
+
+
+# Enum-valued members of reads, whose values an endpoint may print in another case (DOC-IR shows
+# "Enabled"): the contract's spelling by lower-cased value.
+_ENUM_MEMBERS = {
+    name: {v.lower(): v for v in values} for name, values in (
+        ("status", ("enabled", "disabled")),
+        ("connectionState", ("Disconnected", "Connected")),
+        ("type", ("sas", "selfSigned", "certificateAuthority", "none")),
+        ("authenticationType", ("sas", "selfSigned", "certificateAuthority", "none")))}
 
 
 def _member_names(doc: Any) -> dict[str, str]:
@@ -102,6 +114,22 @@ def _member_names(doc: Any) -> dict[str, str]:
     return names
 
 
+def _required_in_any_case(schema: dict[str, Any]) -> None:
+    """``required`` members, present under their name in any case (``message`` for
+    ``Message``): each, as "not every member name is another name"."""
+    names = schema.pop("required", None)
+    if not names:
+        return
+    schema.setdefault("allOf", []).extend(
+        {"not": {"propertyNames": {"not": {"pattern": "^" + "".join(
+            f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name) + "$"}}}}
+        for name in names)
+
+
+# Components only answers carry: their member names may come in another case.
+_ANSWERS = ("ErrorBody", "BulkRegistryOperationResult", "DeviceRegistryOperationError",
+            "DeviceRegistryOperationWarning", "Device", "Twin", "Module", "RegistryStatistics",
+            "JobProperties", "ImportErrorLine")
 _CONSTRAINTS = ("pattern", "minLength", "maxLength", "minimum", "maximum", "minItems",
                 "maxItems", "propertyNames", "enum", "const", "format")
 _SERVICE: list[dict[str, Any]] = []
@@ -119,6 +147,8 @@ def service_openapi() -> dict[str, Any]:
     if not _SERVICE:
         doc = copy.deepcopy(bulkreg_schema.openapi())
         _open(doc)
+        for name in _ANSWERS:  # decision responses-grow: member names in any case
+            _required_in_any_case(doc["components"]["schemas"].get(name, {}))
         # decision error-code-form: per-entry errorCodes may be names or numbers
         code = doc["components"]["schemas"]["DeviceRegistryOperationError"]["properties"]
         code["errorCode"] = {"anyOf": [code["errorCode"], {"type": "integer"}]}

@@ -254,7 +254,9 @@ class Mirror:
                 auth = entry.get("authentication")
                 sym = member(auth, "symmetricKey")
                 _mark(self.explicit_keys, device_id, bool(member(sym, "primaryKey")))
-                _mark(self.explicit_scope, device_id, bool(entry.get("deviceScope")))
+                # an edge device's scope is the endpoint's to generate, whatever the entry says
+                edge = member(entry.get("capabilities"), "iotEdge") is True
+                _mark(self.explicit_scope, device_id, bool(entry.get("deviceScope")) and not edge)
 
     # -- read-back --------------------------------------------------------------------------
 
@@ -414,6 +416,8 @@ _REFUSED_TOKEN = frozenset({"IotHubUnauthorizedAccess", "IotHubUnauthorized", No
 def _why(exchange: Exchange) -> str:
     if exchange.status == 429:
         return "throttling (429 after the client's retries)"
+    if exchange.status == 503:
+        return "the endpoint was unavailable (503 after the client's retries)"
     if exchange.status in {401, 403}:
         return f"permissions ({exchange.status})"
     return f"the endpoint answered {exchange.status}"

@@ -402,9 +402,11 @@ def _evidence(name: str, exchange: Exchange | None) -> Evidence:
 
 
 def _throttled(recorder: ScenarioRecorder, case_id: str) -> bool:
+    """A 429 or 503 the client's retries could not get past: throttling or unavailability,
+    no verdict on the request (as for the kit's own calls)."""
     interaction = recorder.interactions.get(case_id)
     response = interaction.response if interaction is not None else None
-    return response is not None and response.status_code == 429
+    return response is not None and response.status_code in {429, 503}
 
 
 def _replay(ctx: Context, name: str, payload: str | None,
