@@ -662,6 +662,8 @@ class Client:
         self.cleaning = True
         self.deadline = time.monotonic() + seconds
         self._per_device = per_device
+        with self._lock:  # the cleanup's own patience with 429/503, whatever the run spent
+            self._counters.waited = 0.0
         if per_request is not None:
             self._limits.timeout = min(self._limits.timeout, per_request)
 
@@ -898,8 +900,10 @@ class Client:
             self.deadline += self._per_device * len(ids)
 
     def _exists(self, device_id: str) -> bool:
+        """Whether the device is still there: only a 404 confirms it gone (a 429, 503 or
+        anything else the endpoint answers leaves it not confirmed, so listed)."""
         exchange = self.request("GET", "/devices/" + quote(device_id, safe=""), keep_body=False)
-        return exchange.status == 200
+        return exchange.status != 404
 
 
 def _not_reported_absent(chunk: list[str], exchange: Exchange) -> list[str]:
