@@ -73,6 +73,9 @@ class Read(NamedTuple):
     device_carried: frozenset[str] | None = None  # the same for the device (a twin's status)
     explicit: frozenset[str] = frozenset()  # generated members the run set (deviceScope)
     etag_before: str | None = None  # the endpoint's etag before writes that must change it
+    # the endpoint's generated keys as last read, when nothing the oracle knows wrote the
+    # device since (a twin update must leave them): they must read the same
+    keys_before: tuple[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,12 @@ def _device_member(name: str, value: Any, want: Any = None) -> Any:
     return value
 
 
+def generated_keys(authentication: Any) -> tuple[Any, Any]:
+    """(primaryKey, secondaryKey) of a read's authentication member."""
+    keys = member(authentication, "symmetricKey")
+    return member(keys, "primaryKey"), member(keys, "secondaryKey")
+
+
 _CASELESS = frozenset({"status", "type", "primarythumbprint", "secondarythumbprint"})
 
 
@@ -409,6 +418,10 @@ def readback_device(seen: Seen) -> list[Problem]:
             continue
         have, wanted, shown = member(got, name), read.want.get(name), name
         if name == "authentication" and read.generated_keys:
+            if read.keys_before is not None and generated_keys(have) != read.keys_before:
+                problems.append(Problem("readback-device", f"device {read.device_id!r}: its "
+                                        f"keys changed, and no write since the last read "
+                                        f"changed the device", DOCUMENTED))
             have, wanted = member(have, "type"), (wanted or {}).get("type")
             shown = "authentication.type"
         if not same(_device_member(name, have, wanted), _device_member(name, wanted, wanted)):
@@ -475,8 +488,13 @@ _declare("auth-missing", "a request without Authorization gets 401", "documented
 _declare("auth-invalid", "a wrongly signed SAS token gets 401", "documented")
 _declare("auth-expired", "an expired SAS token gets 401", "documented")
 _declare("auth-wrong-policy", "a token naming an unknown policy gets 401", "documented")
-_declare("auth-read-only", "a token of a read-only policy may read but not write (401) "
-         "(with --read-connection-string; the built-in hub supplies one)", "documented")
+_declare("auth-wrong-resource", "a token signed for another hub, or for a path that does not "
+         "hold /devices, gets 401", "documented")
+_declare("auth-read-only", "a token of a read-only policy may read but write neither a device "
+         "nor a twin (401) (with --read-connection-string; the built-in hub supplies one)",
+         "documented")
+_declare("api-version", "a bulk call without api-version (required) or with one no hub serves "
+         "is refused (400)", "contract")
 _declare("jobs-lifecycle", "an import job moves through JobProperties' statuses and ends "
          "completed though lines failed", "contract")
 _declare("jobs-import-log", "importErrors.log fails exactly the predicted lines (the validator's "

@@ -3,13 +3,16 @@
 A run's minimum is a set of items, each named ``<group>:<what>``, fixed by the suites it runs
 (:func:`minimum`):
 
-- ``auth``: the write permission the preflight proves, a missing, wrongly signed, expired and
-  unknown-policy token, and a read-only policy's write (when the run has a read-only
-  connection string; the built-in hub gives one);
+- ``auth``: the write permission the preflight proves, a missing, wrongly signed, expired,
+  unknown-policy and other-resource token, and a read-only policy's writes (when the run has a
+  read-only connection string; the built-in hub gives one);
 - ``property`` (and the validator's differential view of the same calls): every rule of the rule
   table on both sides of its limit (``rule:<id>:reject``, ``rule:<id>:accept``), every member a
   write stores round-tripped (``member:<name>``), every importMode with every outcome it can
-  have (``cell:<mode>:<outcome>``), the etag transitions (``etag:<what>``) and id identity;
+  have (``cell:<mode>:<outcome>``), the etag transitions (``etag:<what>``), id identity, what a
+  write does beyond its members (``write:<what>``: nothing of a refused request applied, the
+  last entries of a full call, twins deleted with devices, keys kept by twin updates, special
+  ids, modules) and the api-version (``request:api-version``);
 - ``jobs`` (with a blob container): an import job's lifecycle and importErrors.log, the
   one-active-job rule, cancel, export and its round trip (``jobs:<what>``);
 - ``stateful`` or ``schemathesis`` selected without a planned suite: that they ran to the end.
@@ -63,8 +66,23 @@ AUTH = {
     "invalid": "a wrongly signed token gets 401",
     "expired": "an expired token gets 401",
     "wrong-policy": "a token naming an unknown policy gets 401",
+    "wrong-resource": "a token signed with the right key for another hub, or for another path, "
+                      "gets 401",
 }
-READ_ONLY = {"read-only": "a read-only policy's token may read but not write"}
+READ_ONLY = {"read-only": "a read-only policy's token may read but write neither devices nor "
+                          "twins"}
+WRITES = {  # what a write does beyond the members it stores
+    "atomic": "a request refused as a whole applied none of its entries (read back)",
+    "every-entry": "the last entries of a 100-entry call are applied, twins included (read back)",
+    "delete-twin": "a deleted device's twin is gone with it",
+    "keys-kept": "a twin update leaves the device's keys as they were",
+    "update-changes": "an update changes capabilities and the authentication type",
+    "special-ids": "ids with every allowed special character hold their tags, read back by "
+                   "path, and a bulk delete removes them",
+    "modules": "module ids that differ only in case are distinct, and a module's twin update "
+               "leaves the device twin alone (observed: a maintainer's note)",
+}
+REQUEST = {"api-version": "a bulk call without api-version, or with an unknown one, is refused"}
 JOBS = {
     "lifecycle": "an import job moves through the statuses JobProperties allows and ends "
                  "completed though lines failed",
@@ -77,7 +95,8 @@ JOBS = {
 }
 GROUPS = {"auth": "auth", "rule": "rules on both sides of their limits",
           "member": "stored members round-tripped", "cell": "importMode x outcome",
-          "etag": "etag transitions", "id": "id identity", "jobs": "import and export jobs",
+          "etag": "etag transitions", "id": "id identity", "write": "what a write does",
+          "request": "the request line", "jobs": "import and export jobs",
           "explore": "exploring suites"}
 
 
@@ -119,6 +138,8 @@ def minimum(suites: Iterable[str], *, read_only: bool, jobs: bool = False) -> di
         items |= {f"cell:{m}:{o}": f"{m} x {o}" for m, o in CELLS}
         items |= {f"etag:{k}": v for k, v in ETAGS.items()}
         items["id:case-distinct"] = "ids that differ only in case are distinct devices"
+        items |= {f"write:{k}": v for k, v in WRITES.items()}
+        items |= {f"request:{k}": v for k, v in REQUEST.items()}
     if not chosen & set(PLANNED):
         items |= {f"explore:{s}": f"the {s} suite ran to its end" for s in EXPLORERS
                   if s in chosen}

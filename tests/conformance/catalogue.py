@@ -23,16 +23,20 @@ import copy
 import io
 import json
 import math
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, unquote_plus
 
 from werkzeug.wrappers import Request
 
 import bulkreg_schema
 from bulkreg_conformance.hub.app import Hub
-from bulkreg_conformance.sas import Policy
+from bulkreg_conformance.oracle import API_VERSIONS
+from bulkreg_conformance.sas import Policy, SasError, generate_token, verify_token
 from bulkreg_validator import LIMITS
 
+from .conftest import call_hub
 from .variants import (
     Variant,
     _entries,
@@ -49,6 +53,8 @@ App = Callable[..., Any]
 Factory = Callable[[App, Hub], App]
 _CONTRACT = bulkreg_schema.contract()
 _DEPTH = _CONTRACT.twin_max_depth
+ID_MAX = _CONTRACT.id_max_length
+_MODES = {m.lower() for m in _CONTRACT.bulk_modes}
 
 
 class Mutant(NamedTuple):
@@ -726,6 +732,218 @@ OTHERS: list[Mutant] = [
 ]
 
 
+# -- what a write does, the tokens, the request line (the red team's classes, our own hubs) ----
+
+def _resigned(lets: Callable[[Request, Hub, float], float | None], *,
+              any_resource: bool = False) -> Factory:
+    """A hub whose token check has a hole: when ``lets(request, hub, now)`` gives a time at
+    which the token verifies (``any_resource``: for its own ``sr``, whatever hub or path that
+    names), the request goes on with a valid token of the same policy, as if the hub had
+    accepted it."""
+    def make(app: App, hub: Hub) -> App:
+        def app_(environ: dict[str, Any], start_response: Any) -> Any:
+            req = _request(environ)
+            header = environ.get("HTTP_AUTHORIZATION", "")
+            fields = dict(part.partition("=")[::2] for part in
+                          header.removeprefix("SharedAccessSignature ").split("&"))
+            resource = unquote_plus(fields.get("sr", "")).partition("/") if any_resource \
+                else (hub.host_name, "/", req.path)
+            when = lets(req, hub, time.time()) if fields.get("skn") in hub.policies else None
+            if when is not None:
+                try:
+                    policy = verify_token(header, policies=hub.policies, host=resource[0],
+                                          path=resource[2], now=when)
+                except SasError:
+                    policy = None
+                if policy is not None:
+                    environ["HTTP_AUTHORIZATION"] = generate_token(hub.host_name, policy.name,
+                                                                   policy.key)
+            return app(environ, start_response)
+        return app_
+    return make
+
+
+def _request(environ: dict[str, Any]) -> Request:
+    """The request, its body read and put back for the hub."""
+    req = Request(environ)
+    data = req.get_data()
+    environ.update(CONTENT_LENGTH=str(len(data)), **{"wsgi.input": io.BytesIO(data)})
+    return req
+
+
+def _bulk_entries(req: Request) -> list[dict[str, Any]]:
+    if req.method != "POST" or req.path.rstrip("/") != "/devices":
+        return []
+    try:
+        body = json.loads(req.get_data())
+    except (ValueError, RecursionError):
+        return []
+    return _entries(body) if isinstance(body, list) else []
+
+
+def _twin_only(req: Request) -> bool:
+    entries = _bulk_entries(req)
+    return bool(entries) and all(str(_mode(e)).startswith("updateTwin") for e in entries)
+
+
+def _read_only_twins(app: App, hub: Hub) -> App:
+    """Twin-only bulk calls check "ServiceConnect or read" instead of the write right."""
+    owner = hub.policies["iothubowner"]
+
+    def app_(environ: dict[str, Any], start_response: Any) -> Any:
+        req = _request(environ)
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if _twin_only(req) and "skn=registryRead" in header:
+            environ["HTTP_AUTHORIZATION"] = generate_token(hub.host_name, owner.name, owner.key)
+        return app(environ, start_response)
+    return app_
+
+
+def _partial_apply(v: Variant, req: Request, status: int, headers: Any, body: Json) -> Any:
+    """A request refused as a whole had its entries before the first bad one applied."""
+    if req.method == "POST" and status == 400 and isinstance(body, dict) and \
+            "isSuccessful" not in body and v._may_write(req):
+        for entry in _bulk_entries(req):
+            one = json.dumps([entry]).encode()
+            environ = dict(req.environ, CONTENT_LENGTH=str(len(one)))
+            environ["wsgi.input"] = io.BytesIO(one)
+            if not call_hub(v.app, environ, one)[0].startswith("200"):
+                break
+    return status, headers, body
+
+
+def _remember_ghost(v: Variant, req: Request, body: Json, extra: list[Json]) -> Json:
+    with v.lock:
+        ghosts = v.state.setdefault("ghosts", {})
+        for entry in _entries(body) if isinstance(body, list) else []:
+            if str(_mode(entry)).startswith("delete") and _id(entry) and \
+                    not entry.get("moduleId"):
+                ghosts[_id(entry)] = v.hub.registry.twin(str(_id(entry)))
+    return None
+
+
+def _ghost_read(v: Variant, req: Request, status: int, headers: Any, body: Json) -> Any:
+    parts = req.path.split("/")
+    ghost = v.state.get("ghosts", {}).get(parts[2]) if len(parts) == 3 else None
+    if req.method == "GET" and parts[1] == "twins" and status == 404 and ghost:
+        return 200, {}, ghost
+    return status, headers, body
+
+
+def _new_keys(v: Variant, req: Request, status: int, headers: Any, body: Json) -> Any:
+    """A twin update regenerates the device's symmetric keys (reads show the new ones)."""
+    with v.lock:
+        fresh = v.state.setdefault("keys", {})
+        failed = {e.get("deviceId") for e in body.get("errors") or []} \
+            if isinstance(body, dict) and "isSuccessful" in body else None
+        for entry in _bulk_entries(req) if failed is not None else []:
+            if _mode(entry) == "updateTwin" and _id(entry) and _id(entry) not in failed:
+                seed = f"{_id(entry)}{len(fresh)}".encode()
+                fresh[_id(entry)] = [base64.b64encode(seed.ljust(32, b"k")[-32:]).decode(),
+                                     base64.b64encode(seed.ljust(32, b"s")[-32:]).decode()]
+    keys = fresh.get(body.get("deviceId")) if isinstance(body, dict) else None
+    sym = _auth(body).get("symmetricKey") if isinstance(body, dict) else None
+    if req.method == "GET" and keys and isinstance(sym, dict):
+        sym["primaryKey"], sym["secondaryKey"] = keys
+    return status, headers, body
+
+
+def _kept_on_update(name: str) -> Callable[..., Any]:
+    """An update keeps the stored ``name`` (honoured on create only)."""
+    def change(v: Variant, entry: dict[str, Any]) -> dict[str, Any] | None:
+        old = v.hub.registry.device(str(_id(entry))) if _mode(entry) == "update" else None
+        if old is None or name not in entry or old.get(name) == entry.get(name):
+            return None
+        return {**entry, name: old.get(name)}
+    return change
+
+
+def _double_decode(v: Variant, req: Request) -> Any:
+    path = req.environ.get("PATH_INFO", "")
+    if req.method in {"GET", "DELETE"} and "%" in path:
+        req.environ["PATH_INFO"] = unquote(path)
+    return None
+
+
+def _api_version_unchecked(app: App, hub: Hub) -> App:
+    def app_(environ: dict[str, Any], start_response: Any) -> Any:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if query.get("api-version", [""])[0] not in API_VERSIONS:
+            environ["QUERY_STRING"] = f"api-version={API_VERSIONS[0]}"
+        return app(environ, start_response)
+    return app_
+
+
+def _dropped_module(v: Variant, entry: dict[str, Any]) -> dict[str, Any] | None:
+    if entry.get("moduleId") and str(_mode(entry)).startswith("updateTwin"):
+        return {k: x for k, x in entry.items() if k != "moduleId"}
+    return None
+
+
+def _low_end_clamped(x: Json) -> Json:
+    low = _CONTRACT.twin_integer_range[0]
+    return max(low, x) if type(x) is int else x
+
+
+def _desired_flattened(v: Variant, entry: dict[str, Any]) -> dict[str, Any] | None:
+    props = entry.get("properties")
+    desired = props.get("desired") if isinstance(props, dict) else None
+    if not isinstance(desired, dict):
+        return None
+    flat = _flatten(desired, 0)
+    return {**entry, "properties": {**props, "desired": flat}} if flat != desired else None
+
+
+READBACK = frozenset({"readback-device", "readback-twin"})
+
+WRITES: list[Mutant] = [
+    Mutant("auth", "a token for another hub or path accepted", _resigned(
+        lambda req, hub, now: now, any_resource=True), frozenset({"auth-wrong-resource"})),
+    Mutant("auth", "an expired token accepted on twin-only calls", _resigned(
+        lambda req, hub, now: 0.0 if _twin_only(req) else None), frozenset({"auth-expired"})),
+    Mutant("auth", "a read-only policy may update twins", _read_only_twins,
+           frozenset({"auth-read-only"})),
+    Mutant("write", "a refused request's first entries applied", _v(after=_partial_apply),
+           frozenset({"readback-device"})),
+    Mutant("write", "entries past the 64th dropped", _v(before=lambda v, r, b, e:
+           b[:64] if isinstance(b, list) and 64 < len(b) <= 100 else None),
+           READBACK | {"errors"}),  # the module of a device never created: a deviation
+    Mutant("write", "a delete leaves the twin readable", _v(before=_remember_ghost,
+           after=_ghost_read), frozenset({"readback-twin"})),
+    Mutant("write", "a twin update regenerates the keys", _v(after=_new_keys), MEMBER),
+    Mutant("write", "an update keeps the old capabilities", _v(before=each_entry(
+        _kept_on_update("capabilities"))), MEMBER),
+    Mutant("write", "an update keeps the old authentication", _v(before=each_entry(
+        _kept_on_update("authentication"))), MEMBER),
+    Mutant("write", "tags dropped for ids holding '$'", _v(before=each_entry(
+        lambda v, e: {k: x for k, x in e.items() if k != "tags"}
+        if "$" in str(_id(e)) and "tags" in e else None)), TWIN),
+    Mutant("write", "ids in paths decoded twice", _v(first=_double_decode), READBACK),
+    Mutant("write", "a bulk delete misses ids holding a quote", _v(before=entries_where(
+        lambda v, e: "'" in str(_id(e)) and _mode(e) == "delete", "DeviceNotFound")),
+        frozenset({"errors", "readback-device"})),
+    Mutant("write", "a module's twin update hits the device twin", _v(before=each_entry(
+        _dropped_module)), TWIN, "deviation"),
+    Mutant("write", "module ids folded to lower case", _v(before=each_entry(
+        lambda v, e: {**e, "moduleId": e["moduleId"].lower()}
+        if isinstance(e.get("moduleId"), str) and e["moduleId"] != e["moduleId"].lower()
+        else None)), frozenset({"errors", "readback-twin"}), "deviation"),
+    Mutant("lax", "device-id-format: 129-character ids cut to 128", _v(before=each_entry(
+        lambda v, e: {**e, "id": e["id"][:ID_MAX]} if isinstance(e.get("id"), str)
+        and len(e["id"]) > ID_MAX else None)), RENAMED),
+    Mutant("lax", "twin-integer-range: the low end clamped", _v(before=each_entry(_twin_map(
+        lambda k: k, _low_end_clamped))), REJECT),
+    Mutant("lax", "twin-depth: desired properties flattened", _v(before=each_entry(
+        _desired_flattened)), REJECT),
+    Mutant("lax", "enum-value: an unknown importMode read as the default", _v(before=each_entry(
+        lambda v, e: {k: x for k, x in e.items() if k != "importMode"}
+        if isinstance(e.get("importMode"), str) and e["importMode"].lower() not in _MODES
+        else None)), REJECT),
+    Mutant("request", "api-version unchecked", _api_version_unchecked,
+           REJECT | {"api-version"}),  # and the rules of older api-versions not enforced
+]
+
+
 # -- answers ------------------------------------------------------------------------------------
 
 def _result(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
@@ -747,7 +965,6 @@ def _server_error_on_quote(v: Variant, req: Request) -> Any:
 
 def _no_auth(app: App, hub: Hub) -> App:
     owner = hub.policies["iothubowner"]
-    from bulkreg_conformance.sas import generate_token  # noqa: PLC0415
 
     def app_(environ: dict[str, Any], start_response: Any) -> Any:
         environ["HTTP_AUTHORIZATION"] = generate_token(hub.host_name, owner.name, owner.key)
@@ -771,7 +988,7 @@ ANSWERS: list[Mutant] = [
         lambda e: {**e, "deviceId": f"{e['deviceId']}x"})), ENTRY),
     Mutant("answer", "no auth at all", _no_auth,
            frozenset({"auth-missing", "auth-invalid", "auth-expired", "auth-wrong-policy",
-                      "auth-read-only"})),
+                      "auth-wrong-resource", "auth-read-only"})),
     Mutant("answer", "500 on an id with a quote", _v(first=_server_error_on_quote),
            frozenset({"server-error"})),
     Mutant("answer", "a delete that does not delete", _v(before=each_entry(
@@ -781,10 +998,10 @@ ANSWERS: list[Mutant] = [
     Mutant("answer", "a refusal with a 200", _v(after=lambda v, r, s, h, b: (
         200 if s == 400 and isinstance(b, dict) and "Message" in b else s, h, b)),
         frozenset({"rejection", "status-declared", "differential", "status",
-                   "response-schema"})),
+                   "response-schema", "api-version"})),
 ]
 
-CATALOGUE: list[Mutant] = [*MEMBERS, *LAX, *STRICT, *ETAGS, *OTHERS, *ANSWERS]
+CATALOGUE: list[Mutant] = [*MEMBERS, *LAX, *STRICT, *ETAGS, *OTHERS, *WRITES, *ANSWERS]
 UNTESTABLE = {  # rules without a realistic lax defect (an unreadable body cannot be applied)
     "json-syntax": "a body that is not JSON cannot be applied",
     "json-depth": "a body nested past the parser's limit cannot be read",

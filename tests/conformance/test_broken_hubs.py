@@ -117,7 +117,8 @@ DEFECTS: dict[str, tuple[Callable[[Hub], Any], set[str]]] = {
                                              if e["errorCode"] == "DeviceNotFound" else e)),
         {"response-schema"}),
     "no auth": (lambda h: Defect(h, headers=_valid_token(h)),
-                {"auth-missing", "auth-invalid", "auth-expired", "auth-wrong-policy"}),
+                {"auth-missing", "auth-invalid", "auth-expired", "auth-wrong-policy",
+                 "auth-wrong-resource"}),
     "500 on an id with a quote": (
         lambda h: _Crash(h), {"server-error"}),
     "error naming the wrong device": (

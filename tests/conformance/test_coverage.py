@@ -45,7 +45,8 @@ def test_the_minimum_names_every_part_the_issue_lists() -> None:
     assert {"etag:device-changes", "etag:stale-delete", "id:case-distinct", "auth:read-only",
             "auth:write"} <= set(items)
     assert minimum(("auth",), read_only=False).keys() == {
-        "auth:write", "auth:missing", "auth:invalid", "auth:expired", "auth:wrong-policy"}
+        "auth:write", "auth:missing", "auth:invalid", "auth:expired", "auth:wrong-policy",
+        "auth:wrong-resource"}
     assert set(minimum(("stateful", "schemathesis"), read_only=False)) == {
         "explore:stateful", "explore:schemathesis"}
 

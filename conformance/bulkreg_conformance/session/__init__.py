@@ -112,12 +112,19 @@ class Session:
                   readback: bool = True, api_version: str | None = None,
                   covers: Iterable[str] = (),
                   bounds: Mapping[str, Evidence] | None = None) -> Exchange:
-        """One bulk call, judged, then the first ids it names read back (unless the call was
-        refused as a whole, as predicted: then nothing can have changed)."""
+        """One bulk call, judged, then the first ids it names read back; a call refused as a
+        whole, as predicted, changed nothing: of it, only the first entry's device is read
+        (when it names more than one), which must not have been applied."""
         exchange, want = self.mirror.call(entries, rule=rule, raw=raw, api_version=api_version,
                                           covers=covers, bounds=bounds)
-        if readback and not (want.request_level and rejected_whole(exchange)):
-            ids = [i for i in bulk_ids(exchange.request_body) if i not in self.mirror.unknown]
+        if not readback:
+            return exchange
+        ids = [i for i in dict.fromkeys(bulk_ids(exchange.request_body))
+               if i not in self.mirror.unknown]
+        if want.request_level and rejected_whole(exchange):
+            if len(ids) > 1:  # nothing of it may have been applied: its first entry is not
+                self.read(ids[0], exchange, twin=False)
+        else:
             self.read_back(ids[: self.settings.readback_limit], exchange)
         return exchange
 

@@ -36,6 +36,7 @@ from bulkreg_conformance.checks import (
     Read,
     Seen,
     all_failed,
+    generated_keys,
     run_checks,
 )
 from bulkreg_conformance.client import ID_PATTERN, Client, Exchange, bulk_ids
@@ -97,6 +98,9 @@ class Mirror:
         self.device_carried: dict[str, frozenset[str]] = {}
         self.twin_carried: dict[str, frozenset[str]] = {}
         self._seen: dict[tuple[str, str], _Seen] = {}  # (kind, id) -> etags last read
+        # id -> (the oracle's generation and device etag, the endpoint's keys) at the last read
+        self._keys: dict[str, tuple[tuple[Any, Any], tuple[Any, Any]]] = {}
+        self.deleted: set[str] = set()  # ids a bulk delete of the run removed (twins read too)
         self.last_read: dict[str, dict[str, Any]] = {}  # id -> the Device body last read
 
     # -- etags ------------------------------------------------------------------------------
@@ -218,6 +222,7 @@ class Mirror:
                 self.unknown.add(device_id)
 
     def _forget(self, device_id: str) -> None:
+        self._keys.pop(device_id, None)
         self._seen.pop(("device", device_id), None)
         self._seen.pop(("twin", device_id), None)
         self.explicit_keys.discard(device_id)
@@ -243,9 +248,11 @@ class Mirror:
                 ("desired", isinstance(props, dict) and "desired" in props)) if present)
             if canonical in _CONTRACT.delete_modes:
                 self._forget(device_id)
+                self.deleted.add(device_id)
             elif canonical in _CONTRACT.twin_only_modes:
                 self.twin_carried[device_id] = twin
             else:
+                self.deleted.discard(device_id)
                 # a member named in another case may be read either way (decision
                 # member-casing): only exact names count as carried
                 self.device_carried[device_id] = frozenset(
@@ -292,6 +299,8 @@ class Mirror:
             if not self.ledger.judge("readback-device", problem, payload=payload,
                                      exchanges=exchanges):
                 self.resync({device_id})  # later steps must not inherit the difference
+            elif twin and want is None and device_id in self.deleted:
+                return self._read_twin(device_id, payload, cause, False)  # gone with it
             return True
         body = got.json()
         if isinstance(body, dict):
@@ -303,7 +312,8 @@ class Mirror:
         claim = Read("device", device_id, want, generated,
                      self.device_carried.get(device_id), None,
                      frozenset({"devicescope"} if device_id in self.explicit_scope else ()),
-                     self._etag_before("device", device_id, want, body))
+                     self._etag_before("device", device_id, want, body),
+                     self._keys_before(device_id, want, body) if generated else None)
         if self._judge_read(claim, got, payload, exchanges):
             self.resync({device_id})  # even an open difference: later steps must not inherit it
             return True
@@ -339,6 +349,17 @@ class Mirror:
             self.ledger.judge(name, problems, payload=payload, exchanges=exchanges)
             differs |= bool(problems) and name != "etag-lifecycle"
         return differs
+
+    def _keys_before(self, device_id: str, want: dict[str, Any],
+                     body: Any) -> tuple[Any, Any] | None:
+        """Remember the endpoint's generated keys; return them as last read when the oracle's
+        device (generation and etag) has not changed since: nothing wrote it, so they must
+        read the same (a twin update must not regenerate them)."""
+        state = (want.get("generationId"), want.get("etag"))
+        keys = generated_keys(member(body, "authentication"))
+        last = self._keys.get(device_id)
+        self._keys[device_id] = (state, keys)
+        return last[1] if last is not None and last[0] == state else None
 
     def _etag_before(self, kind: str, device_id: str, device: dict[str, Any], body: Any,
                      twin: dict[str, Any] | None = None) -> str | None:

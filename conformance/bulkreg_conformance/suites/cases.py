@@ -17,7 +17,7 @@ from typing import Any
 import bulkreg_schema
 from bulkreg_validator import LIMITS
 
-__all__ = ["API_VERSION_OF", "RULE_CASES", "nest", "rule_case"]
+__all__ = ["API_VERSION_OF", "RULE_CASES", "RULE_VARIANTS", "nest", "rule_case"]
 
 Maker = Callable[[str], Any]  # id -> JSON value, or bytes for bodies JSON cannot express
 
@@ -30,6 +30,14 @@ _DEEPER = LIMITS["json_max_depth"] + 76  # past the parser's nesting limit
 
 def _one(**fields: Any) -> Maker:
     return lambda i: [{"id": i, "importMode": "create", **fields}]
+
+
+def _desired(value: dict[str, Any]) -> Maker:
+    return _one(properties={"desired": value})
+
+
+def _section(limit: int) -> dict[str, str]:
+    return {f"k{n}": "v" * 1000 for n in range(limit // 1000 + 1)}
 
 
 def nest(depth: int) -> dict[str, Any]:
@@ -91,11 +99,25 @@ RULE_CASES: dict[str, Maker] = {
     "twin-integer-range": _one(tags={"k": _CONTRACT.twin_integer_range[1] + 1}),
     "twin-array-null": _one(tags={"k": [1, None]}),
     "twin-array-api-version": _one(tags={"k": [1]}),  # sent with api-version 2019-03-30
-    "twin-section-size": _one(tags={f"k{n}": "v" * 1000
-                                    for n in range(LIMITS["tags_bytes"] // 1000 + 1)}),
+    "twin-section-size": _one(tags=_section(LIMITS["tags_bytes"])),
     "twin-metadata-ignored": _one(properties={"desired": {"$metadata": {}, "$version": 3}}),
     "parent-scopes-count": _one(parentScopes=["a", "b"]),
     "parent-scopes-api-version": _one(parentScopes=["a"]),  # sent with api-version 2020-05-31
+}
+
+# More payloads that break a rule another way: the other end of a range, the desired
+# properties beside the tags, another character. An endpoint that checks one place or one end
+# only passes the first case and fails these; each is one more call of the rule's unit.
+RULE_VARIANTS: dict[str, tuple[Maker, ...]] = {
+    "device-id-format": (lambda i: [{"id": (i + "L" * _CONTRACT.id_max_length)[
+        :_CONTRACT.id_max_length + 1], "importMode": "create"}],),
+    "enum-value": (lambda i: [{"id": i, "importMode": "upsert"}],),
+    "twin-integer-range": (_one(tags={"k": _CONTRACT.twin_integer_range[0] - 1}),),
+    "twin-depth": (_desired(nest(_CONTRACT.twin_max_depth + 1)),),
+    "twin-key-chars": (_desired({"a.b": 1}), _one(tags={"$k": 1}), _one(tags={"a b": 1})),
+    "twin-key-length": (_desired({"k" * (LIMITS["twin_key_bytes"] + 1): 1}),),
+    "twin-string-length": (_desired({"k": "v" * (LIMITS["twin_string_bytes"] + 1)}),),
+    "twin-section-size": (_desired(_section(LIMITS["desired_bytes"])),),
 }
 
 # Rules that need an older api-version to show (facts §1.3).
@@ -105,8 +127,9 @@ API_VERSION_OF: dict[str, str] = {
 }
 
 
-def rule_case(rule: str, device_id: str) -> bytes:
-    value = RULE_CASES[rule](device_id)
+def rule_case(rule: str, device_id: str, variant: int | None = None) -> bytes:
+    """The body of the rule's case (``variant``: of its n-th variant)."""
+    value = (RULE_CASES[rule] if variant is None else RULE_VARIANTS[rule][variant])(device_id)
     if isinstance(value, bytes):
         return value
     return json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -15,7 +15,17 @@ any unit whose items an endpoint's open choice (a re-synchronised device) or a p
 - ``cells``: every importMode with every outcome, and the etag transitions: one setup call, the
   reads that learn the etags, one call of 17 entries on 17 devices, one without importMode, the
   reads that see the etags change, one call with the etags from before the change;
-- one unit per rule: a payload that breaks it (``suites/cases.py``), one call each.
+- ``writes``: a request refused as a whole applied none of its entries; modules whose ids
+  differ only in case, and a module twin update that leaves the device twin alone;
+- ``api-version``: a bulk call without one, or with one no hub serves, is refused;
+- one unit per rule: a payload that breaks it (``suites/cases.py``), one call each, and one
+  more per variant (the other end of a range, the desired properties beside the tags).
+
+The valid unit also holds what a write does beyond its members: the 100-entry call puts its
+padding first, so the entries read back are its last (an endpoint that drops or truncates
+late entries shows); the ids with special characters carry tags and are deleted in bulk, each
+read back; the cells read a twin-updated device's keys before and after (kept) and a deleted
+device's twin (gone).
 
 Each call names the coverage items it exercises; an item is reached when the endpoint's answer
 to it was judged (not 401, 429 or 5xx), a member when its read-backs were.
@@ -31,9 +41,10 @@ from typing import Any, NamedTuple
 import bulkreg_schema
 from bulkreg_conformance import decisions
 from bulkreg_conformance.answers import member, rejected_whole
+from bulkreg_conformance.checks import same
 from bulkreg_conformance.client import Exchange, OutOfTime
 from bulkreg_conformance.coverage import BULK_RULES, CELLS
-from bulkreg_conformance.evidence import Evidence, of_rule
+from bulkreg_conformance.evidence import CONTRACT, Evidence, of_rule
 from bulkreg_conformance.session import (
     CURRENT_ETAG,
     CURRENT_TWIN_ETAG,
@@ -44,7 +55,13 @@ from bulkreg_conformance.session import (
 )
 from bulkreg_conformance.settings import Settings
 from bulkreg_conformance.suites import auth, jobs
-from bulkreg_conformance.suites.cases import API_VERSION_OF, RULE_CASES, nest, rule_case
+from bulkreg_conformance.suites.cases import (
+    API_VERSION_OF,
+    RULE_CASES,
+    RULE_VARIANTS,
+    nest,
+    rule_case,
+)
 from bulkreg_validator import LIMITS
 
 __all__ = ["Unit", "estimate", "run", "units"]
@@ -55,6 +72,7 @@ ROUNDS = 2  # a unit whose items are still missing after its first run gets one 
 ID_SPECIALS = "-:.%_*?!(),=@$'"  # facts §2.1: the contract's specials, bar + # ; (DOC-IR 2025)
 ID_WARN_SPECIALS = "+#;"
 ARRAYS_SINCE = LIMITS["arrays_since"]
+_OBSERVED = Evidence("observed")
 
 
 class Unit(NamedTuple):
@@ -78,6 +96,8 @@ def units(s: Session) -> list[Unit]:
     if "property" in chosen:
         out.append(Unit("valid", "property", _VALID_ITEMS, valid))
         out.append(Unit("cells", "property", _CELL_ITEMS, cells))
+        out.append(Unit("writes", "property", ("write:atomic", "write:modules"), writes))
+        out.append(Unit("api-version", "property", ("request:api-version",), api_version))
         out += [Unit(f"reject {rule}", "property", (f"rule:{rule}:reject",), _negative(rule))
                 for rule in RULE_CASES if rule in BULK_RULES]
     return out
@@ -89,14 +109,16 @@ def estimate(settings: Settings) -> int:
     if "auth" in settings.suites:
         requests += _AUTH + (_READ_ONLY if settings.read_connection_string else 0)
     if "property" in settings.suites:
-        requests += _VALID + _CELLS + len(RULE_CASES) + _WARNED
+        requests += _VALID + _CELLS + _WRITES + len(RULE_CASES) + _WARNED + sum(
+            len(variants) for variants in RULE_VARIANTS.values())
     if "jobs" in settings.suites and settings.blob_container_uri:
         requests += _JOBS  # polls included: more on a hub whose jobs take longer
     return requests
 
 
-# requests of each part on a conforming endpoint (tests/conformance/test_plan.py counts them)
-_PREFLIGHT, _AUTH, _READ_ONLY, _VALID, _CELLS, _WARNED, _JOBS = 4, 17, 2, 55, 18, 18, 45
+# requests of each part on a conforming endpoint (tests/conformance/test_coverage.py checks)
+_PREFLIGHT, _AUTH, _READ_ONLY, _VALID, _CELLS, _WRITES, _WARNED, _JOBS = (
+    4, 25, 3, 60, 21, 10, 21, 45)
 
 
 def run(s: Session) -> None:
@@ -125,8 +147,9 @@ def _negative(rule: str) -> Callable[[Session], None]:
         device = s.fresh_id("r")
         if rule in _EXISTING:
             s.bulk_step([{"id": device, "importMode": "create"}], readback=False)
-        s.bulk_step(None, raw=rule_case(rule, device), rule=rule,
-                    api_version=API_VERSION_OF.get(rule), covers=(f"rule:{rule}:reject",))
+        for variant in (None, *range(len(RULE_VARIANTS.get(rule, ())))):
+            s.bulk_step(None, raw=rule_case(rule, device, variant), rule=rule,
+                        api_version=API_VERSION_OF.get(rule), covers=(f"rule:{rule}:reject",))
     return send
 
 
@@ -161,6 +184,7 @@ def _twin_keys() -> dict[str, Any]:
 class _Valid(NamedTuple):
     """The ids of the valid unit's devices, by role."""
 
+    stem: str  # what every id of them starts with
     keys: str
     status: str
     edge: str
@@ -183,12 +207,14 @@ def _ids(s: Session) -> _Valid:
 
     long = name("L")
     return _Valid(
+        stem=name(""),
         keys=name("keys"), status=name("status"), edge=name("edge"), ca=name("ca"),
         none=name("none"), twin=name("twin"),
         cases=(name("idCase"), name("IDCASE")),
         long=long + "L" * (ID_MAX - len(long)),
         module=name("module"),
-        specials=tuple(name(f"s{c}x") for c in ID_SPECIALS),
+        # every special character, and an escape a second decoding would turn into "A"
+        specials=(*(name(f"s{c}x") for c in ID_SPECIALS), name("pct%41")),
         boundaries={rule: name(rule) for rule in (
             "twin-depth", "twin-key-chars", "twin-key-length", "twin-string-length",
             "twin-integer-range", "twin-section-size")})
@@ -228,7 +254,7 @@ def _strong(v: _Valid) -> list[dict[str, Any]]:
         {"id": b["twin-section-size"], "importMode": "create",
          "tags": _section_at(LIMITS["tags_bytes"], 5),
          "properties": {"desired": _section_at(LIMITS["desired_bytes"], 6)}},
-        *({"id": i, "importMode": "create"} for i in v.specials),
+        *({"id": i, "importMode": "create", "tags": {"id": i}} for i in v.specials),
     ]
     return entries
 
@@ -299,7 +325,8 @@ def valid(s: Session) -> None:
     strong = _strong(v)
     padding = [{"id": s.fresh_id("p"), "importMode": "create"}
                for _ in range(_CONTRACT.max_entries - len(strong))]  # 100 entries in all
-    exchange = s.bulk_step(strong + padding, readback=False,
+    # the padding first: what the reads check is in the call's last entries
+    exchange = s.bulk_step(padding + strong, readback=False,
                            covers=_accepted(_ACCEPTED_STRONG))
     if rejected_whole(exchange):
         _one_by_one(s, strong, None)
@@ -310,10 +337,13 @@ def valid(s: Session) -> None:
     reads("none", v.none, cause=exchange)
     reads("twin", v.twin, twin=True, cause=exchange)
     reads("cases", *v.cases, twin=True, device=False, cause=exchange)
-    reads("ids", v.long, *v.specials, cause=exchange)
+    reads("ids", v.long, twin=True, cause=exchange)
+    reads("ids", *v.specials, twin=True, device=False, cause=exchange)  # their tags
     reads("boundaries", *v.boundaries.values(), twin=True, device=False, cause=exchange)
     if read.get("cases") and read.get("ids"):
         s.coverage.cover("id:case-distinct")
+    if all(read.get(role) for role in ("keys", "status", "twin", "ids", "boundaries")):
+        s.coverage.cover("write:every-entry")
 
     weak, bounds = _weak(v, s)
     exchange = s.bulk_step(weak, readback=False, bounds=bounds,
@@ -333,6 +363,22 @@ def valid(s: Session) -> None:
     for name, roles in _MEMBER_READS.items():
         if all(read.get(role) for role in roles):
             s.coverage.cover(f"member:{name}")
+    if read.get("changes") and read.get("status"):
+        s.coverage.cover("write:update-changes")
+    _delete_specials(s, v)
+
+
+def _delete_specials(s: Session, v: _Valid) -> None:
+    """A bulk delete of the ids with special characters, each confirmed gone (an endpoint that
+    looks them up unescaped misses some): by one device query when the endpoint's query works
+    (what it still lists is read back), else each read back."""
+    exchange = s.bulk_step([{"id": i, "importMode": "delete"} for i in v.specials],
+                           readback=False)
+    listed = s.client.listed(v.stem) if s.client.query_works else None
+    left = v.specials if listed is None else [i for i in v.specials if i in listed]
+    judged = [s.read(i, exchange, twin=False) for i in left]
+    if all(judged):
+        s.coverage.cover("write:special-ids")
 
 
 def _accepted(rules: tuple[str, ...]) -> tuple[str, ...]:
@@ -390,22 +436,25 @@ def _arrays_since(s: Session) -> None:
 
 
 def _updates(s: Session, v: _Valid, reads: Callable[..., None]) -> None:
-    """Updates with explicit values of every member a create stored, read back; then the
-    weaker members (thumbprints, a leaf under the edge device, a module with a 128-character
-    id), apart."""
+    """Updates with explicit values of every member a create stored, and of capabilities and
+    the authentication type, read back; then the weaker members (thumbprints, a leaf under the
+    edge device, a module with a 128-character id), apart."""
     reason = ("n" * _CONTRACT.status_reason_max_length)[:_CONTRACT.status_reason_max_length]
     strong = [
         {"id": v.keys, "importMode": "update", "authentication": {"type": "sas",
             "symmetricKey": {"primaryKey": _key(51), "secondaryKey": _key(151)}}},
         {"id": v.status, "importMode": "update", "status": "disabled",
-         "statusReason": reason[:-1] + "!"},
+         "statusReason": reason[:-1] + "!", "capabilities": {"iotEdge": True}},
         {"id": v.twin, "importMode": "update", "status": "enabled",
          "tags": {"site": "B", "rack": {"row": 4}}, "properties": {"desired": {"rate": 6}}},
+        {"id": v.none, "importMode": "update",
+         "authentication": {"type": "certificateAuthority"}},
     ]
     exchange = s.bulk_step(strong, readback=False)
     reads("keys", v.keys, cause=exchange)
     reads("status", v.status, cause=exchange)
     reads("twin", v.twin, twin=True, cause=exchange)
+    reads("changes", v.none, twin=False, cause=exchange)
 
     edge = s.mirror.last_read.get(v.edge)
     scope = member(edge, "deviceScope") or (
@@ -441,12 +490,79 @@ def _updates(s: Session, v: _Valid, reads: Callable[..., None]) -> None:
     reads("thumbprints", thumbs, cause=exchange)
 
 
+# -- what a write does beyond its members, and the api-version --------------------------------
+
+def writes(s: Session) -> None:
+    """A request refused as a whole (an invalid status in its last entry) applied none of its
+    entries; then modules: two whose ids differ only in case, and a module twin update that
+    must leave the device twin alone (decision module-entries: observed)."""
+    ids = [s.fresh_id("w.atomic.") for _ in range(3)]
+    entries = [{"id": ids[0], "importMode": "create"},
+               {"id": ids[1], "importMode": "create", "tags": {"a": 1}},
+               {"id": ids[2], "importMode": "create", "status": "paused"}]
+    exchange = s.bulk_step(entries, readback=False, rule="enum-value")
+    judged = [s.read(i, exchange, twin=False) for i in ids[:2]]  # each read, not the first
+    if all(judged):
+        s.coverage.cover("write:atomic")
+    device = s.fresh_id("w.mod.")
+    bound = {device: decisions.evidence("module-entries")}
+    s.bulk_step([{"id": device, "importMode": "create", "tags": {"of": "device"}}],
+                readback=False)
+    calls = [[{"id": device, "moduleId": "mCase", "importMode": "create"}],
+             [{"id": device, "moduleId": "mcase", "importMode": "create"}],
+             [{"id": device, "moduleId": "mCase", "importMode": "updateTwin",
+               "tags": {"of": "module"}}]]
+    answers = [s.bulk_step(call, readback=False, bounds=bound) for call in calls]
+    if _module_left_device_twin(s, device, answers[-1]):
+        s.coverage.cover("write:modules")
+
+
+def _module_left_device_twin(s: Session, device: str, cause: Exchange) -> bool:
+    """The device twin as the oracle has it after module writes, held to the module decision's
+    evidence (the premise that an entry with moduleId writes the module is a maintainer's
+    note); True when judged."""
+    got = s.client.get_twin(device)
+    s.shape(got, None)
+    if got.status in {401, 429} or got.status >= 500:
+        return False
+    want = s.mirror.oracle.twin(device)
+    tags = member(got.json(), "tags")
+    problems = [] if want is not None and got.status == 200 and \
+        same(tags, want.get("tags")) else [
+            f"twin {device!r} after its module's twin update: tags expected "
+            f"{want.get('tags') if want else None}, got {tags} ({got.status})"]
+    if not s.judge("readback-twin", problems, evidence=decisions.evidence("module-entries"),
+                   exchanges=[cause, got]):
+        s.resync({device})
+    return True
+
+
+def api_version(s: Session) -> None:
+    """A valid bulk call without api-version (required: SWG) or with one no hub serves
+    (400 InvalidProtocolVersion: observed) is refused."""
+    for version, level in (("", CONTRACT), ("1999-01-01", _OBSERVED)):
+        device = s.fresh_id("av")
+        body = f'[{{"id": "{device}", "importMode": "create"}}]'
+        exchange = s.client.bulk(body.encode(), api_version=version)
+        s.shape(exchange, body)
+        if exchange.status in {401, 429} or exchange.status >= 500:
+            s.coverage.miss(f"the endpoint answered {exchange.status}", "request:api-version")
+            return
+        shown = "no api-version" if not version else f"api-version {version}"
+        problems = [] if 400 <= exchange.status < 500 else [
+            f"a bulk call with {shown}: expected 400, got {exchange.status}"]
+        if not s.judge("api-version", problems, evidence=level, payload=body,
+                       exchanges=[exchange]):
+            s.resync({device})
+    s.coverage.cover("request:api-version")
+
+
 # -- every importMode with every outcome, and the etag transitions -----------------------------
 
 _CELL_ITEMS = (*(f"cell:{m}:{o}" for m, o in CELLS),
                "etag:device-changes", "etag:twin-changes", "etag:stale-update",
                "etag:stale-delete", "etag:stale-twin", "rule:etag-required:accept",
-               "rule:twin-etag-required:accept")
+               "rule:twin-etag-required:accept", "write:delete-twin", "write:keys-kept")
 
 
 def cells(s: Session) -> None:
@@ -461,8 +577,8 @@ def cells(s: Session) -> None:
                          for i in name.values()], readback=False)
     for role in ("update", "uim", "dim"):
         s.read(name[role], setup, twin=False)
-    for role in ("twin", "tim"):
-        s.read(name[role], setup, device=False)
+    s.read(name["twin"], setup)  # the device too: its keys, which the twin update must keep
+    s.read(name["tim"], setup, device=False)
     entries = [
         {"id": s.fresh_id("c.new."), "importMode": "create"},
         {"id": name["exists"], "importMode": "create"},
@@ -495,9 +611,12 @@ def cells(s: Session) -> None:
     s.bulk_step([{"id": s.fresh_id("c.named-cou."), "importMode": _CONTRACT.default_mode}],
                 readback=False)
     device_seen = [s.read(name[r], exchange, twin=False) for r in ("update", "uim")]
-    twin_seen = [s.read(name[r], exchange, device=False) for r in ("twin", "tim")]
-    for role in ("delete", "dim"):
-        s.read(name[role], exchange, twin=False)
+    twin_seen = [s.read(name["twin"], exchange), s.read(name["tim"], exchange, device=False)]
+    if s.read(name["delete"], exchange):  # its twin read gone too
+        s.coverage.cover("write:delete-twin")
+    s.read(name["dim"], exchange, twin=False)
+    if twin_seen[0]:
+        s.coverage.cover("write:keys-kept")
     if all(device_seen):
         s.coverage.cover("etag:device-changes")
     if all(twin_seen):
