@@ -22,6 +22,7 @@ __all__ = [
     "NUMERIC_CODES",
     "Reported",
     "code_name",
+    "code_status",
     "error_code",
     "failed_entries",
     "has",
@@ -56,6 +57,16 @@ def code_name(code: Any) -> str | None:
         return NUMERIC_CODES.get(int(code), str(code))
     name = str(code)
     return SAME_CODE.get(name, name)
+
+
+_STATUS_OF = {name: number // 1000 for number, name in NUMERIC_CODES.items()}
+
+
+def code_status(code: Any) -> int | None:
+    """The HTTP status an errorCode belongs to (its numeric form's first three digits), or
+    None for a code this project does not know."""
+    name = code_name(code)
+    return _STATUS_OF.get(name) if name is not None else None
 
 
 def member(obj: Any, name: str) -> Any:

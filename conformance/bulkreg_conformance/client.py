@@ -828,10 +828,12 @@ class Client:
     def cleanup(self, ids: Iterable[str] | None = None) -> list[str]:
         """Delete every device this run may have created; returns the ids still present (leaks).
 
-        Bulk deletes of up to 100 valid ids first (cheap on a throttled hub), then a per-id
-        DELETE for whatever still reads back, then a last read-back. Cleanup requests count
-        against --max-requests and the cleanup's deadline like any other: when one is refused
-        or gets no answer, :class:`CleanupStopped` lists every id not confirmed gone.
+        Bulk deletes of up to 100 valid ids first (cheap on a throttled hub); then one device
+        query (when the endpoint's works) or a read per id confirms each gone, whatever the
+        delete answered; a per-id DELETE for whatever still reads back, then a last read-back.
+        Cleanup requests count against --max-requests and the cleanup's deadline like any
+        other: when one is refused or gets no answer, :class:`CleanupStopped` lists every id
+        not confirmed gone.
         """
         wanted = sorted(set(self.touched if ids is None else ids))
         self.check_ids(wanted)
@@ -850,17 +852,16 @@ class Client:
         for start in range(0, len(valid), per_call):
             chunk = valid[start:start + per_call]
             body = json.dumps([{"id": i, "importMode": "delete"} for i in chunk]).encode()
-            maybe = _not_reported_absent(chunk, self.request("POST", "/devices", body=body))
-            self._gone(pending, set(chunk) - set(maybe))
-            suspects += maybe
-        # one query instead of a read per device; it lists, too, devices a delete answered
+            self.request("POST", "/devices", body=body)
+            # whatever the answer says (deleted, DeviceNotFound), only a query or a read that
+            # no longer finds a device confirms it gone
+            suspects += chunk
+        # one query instead of a read per device: it lists, too, devices a delete answered
         # DeviceNotFound for and left in place (an id the endpoint looked up wrongly)
         listed = self.listed() if self.query_works else None
         if listed is not None:
             self._gone(pending, {i for i in suspects if i not in listed})
             suspects = [i for i in suspects if i in listed]
-            suspects += [i for i in wanted if i in listed and i not in suspects]
-            pending.update(suspects)
         leaks = []
         for device_id in suspects:
             if self._exists(device_id):
@@ -913,18 +914,3 @@ class Client:
         anything else the endpoint answers leaves it not confirmed, so listed)."""
         exchange = self.request("GET", "/devices/" + quote(device_id, safe=""), keep_body=False)
         return exchange.status != 404
-
-
-def _not_reported_absent(chunk: list[str], exchange: Exchange) -> list[str]:
-    """Ids of a cleanup chunk that may still exist: all but those answered DeviceNotFound.
-
-    Ids the endpoint says it deleted are read back too, so a delete that does not delete shows up
-    as a leak rather than passing silently.
-    """
-    body = exchange.json()
-    if exchange.status not in {200, 400} or not isinstance(body, dict) \
-            or not isinstance(body.get("errors"), list):
-        return chunk
-    absent = {e.get("deviceId") for e in body["errors"]
-              if isinstance(e, dict) and e.get("errorCode") == "DeviceNotFound"}
-    return [i for i in chunk if i not in absent]

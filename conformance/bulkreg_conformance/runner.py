@@ -2,9 +2,10 @@
 and the suites, clean up, verdict.
 
 ``run`` picks the endpoint (the built-in hub on 127.0.0.1 when none is given), runs the
-:func:`preflight` (an authenticated read, then the creation and deletion of one device inside the
-run's prefix: an endpoint that cannot be reached, is not trusted, refuses the run's token or
-lets it only read ends the run there, with one line and exit 2), runs the plan and the selected
+:func:`preflight` (an authenticated read, then the creation, twin read and deletion of one
+device inside the run's prefix: an endpoint that cannot be reached, is not trusted, refuses the
+run's token, lets it only read or not read twins ends the run there, with one line and exit 2),
+runs the plan and the selected
 suites (``bulkreg_conformance.suites``) over one :class:`~bulkreg_conformance.session.Session`,
 and always cleans up (also on failure, Ctrl-C and SIGTERM). The verdict: PASS (0) when nothing
 failed and the run reached its minimum coverage (``bulkreg_conformance.coverage``), FAIL (1),
@@ -250,8 +251,9 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
 
 def preflight(client: Client) -> None:
     """Before any suite: one authenticated read inside the run's prefix, then one device
-    created there (the run needs to write), a query that learns whether the endpoint lists it
-    (the cleanup can then confirm with one query), and its deletion.
+    created there (the run needs to write), its twin read (the run reads twins back), a query
+    that learns whether the endpoint lists it (the cleanup can then confirm with one query),
+    and its deletion.
 
     200 or 404 (or anything else the endpoint answers) to the read means reachable and
     authorised to read; a 401 or 403 to the read or to the write, no connection, an untrusted
@@ -263,7 +265,9 @@ def preflight(client: Client) -> None:
         exchange = client.get_device(device)
         if exchange.status not in {401, 403}:
             write = client.bulk([{"id": device, "importMode": "create"}])
+            twin = None
             if write.status not in {401, 403}:
+                twin = client.get_twin(device)
                 client.probe_query(device)
                 client.bulk([{"id": device, "importMode": "delete"}])
     except EndpointUnreachable as exc:
@@ -283,6 +287,12 @@ def preflight(client: Client) -> None:
                               f"{device!r} was refused ({write.status}{_error_code(write)}); "
                               "the run needs registry write permission (registryReadWrite or "
                               "iothubowner)")
+    if twin is not None and twin.status in {401, 403}:
+        raise PreflightFailed(f"the connection string's policy may not read twins: reading "
+                              f"{device!r}'s twin was refused ({twin.status}"
+                              f"{_error_code(twin)}); the run reads every twin back and needs "
+                              "serviceConnect too (iothubowner, or a policy with "
+                              "registryReadWrite and serviceConnect)")
 
 
 def _unreachable(endpoint: str, exc: EndpointUnreachable) -> str:

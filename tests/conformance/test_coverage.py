@@ -19,6 +19,7 @@ from bulkreg_conformance.coverage import CELLS, MEMBERS, minimum
 from bulkreg_conformance.hub.app import Faults
 from bulkreg_conformance.hub.cli import start_background
 from bulkreg_conformance.runner import PreflightFailed, Result, Settings, run, time_budget
+from bulkreg_conformance.sas import make_connection_string
 from bulkreg_conformance.suites import plan
 
 from .conftest import Served
@@ -78,6 +79,17 @@ def test_a_read_only_connection_string_cannot_be_tested(serve: Callable[..., Ser
     with pytest.raises(PreflightFailed, match="may not write"):
         run(Settings(endpoint=served.url, connection_string=served.read_connection_string,
                      suites=("auth",)))
+
+
+def test_a_policy_that_cannot_read_twins_is_exit_2_naming_serviceconnect(
+        serve: Callable[..., Served]) -> None:
+    served = serve()
+    policy = served.hub.policies["registryReadWrite"]  # registry rights, no ServiceConnect
+    ran = conform("--endpoint", served.url, "--connection-string", make_connection_string(
+        served.hub.host_name, policy.name, policy.key))
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert len(ran.stderr.splitlines()) == 1 and "may not read twins" in ran.stderr
+    assert "serviceConnect" in ran.stderr and policy.key not in ran.stderr
 
 
 def test_a_read_only_connection_string_is_exit_2_and_one_line(

@@ -7,7 +7,8 @@ units), then each selected exploring suite (``property``'s hypothesis draws, ``s
 with whatever budget is left. This module stays light to import (the pytest plugin reads the
 names) and loads a suite only when it runs. A budget that runs out ends the run quietly and
 says what it left uncovered (the verdict is INCOMPLETE unless the minimum was reached); an
-unreachable endpoint or a suite that could not run is an error of the run, never a silent pass.
+unreachable endpoint is an error of the run; a suite that could not run (a tool it drives
+failed) is no verdict on the endpoint and never a silent pass: the run is INCOMPLETE, naming it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ MODULES = {"property": "property", "stateful": "stateful", "schemathesis": "sche
 
 
 class SuiteError(Exception):
-    """A suite could not test what it should (a tool it drives failed): an error of the run,
-    never a verdict on the endpoint, and never a silent pass."""
+    """A suite could not test what it should (a tool it drives failed): never a verdict on the
+    endpoint, and never a silent pass (its item joins the minimum, unreached)."""
 
 
 _HOME: list[str] = []
@@ -84,8 +85,9 @@ def run_all(s: Session, errors: list[str]) -> None:
             errors.append(f"{name}: endpoint unreachable: {exc}")
             return
         except SuiteError as exc:
-            errors.append(f"{name}: {exc}")
-            s.coverage.miss(f"the {name} suite could not run", f"explore:{name}")
+            item = f"explore:{name}"
+            s.coverage.required.setdefault(item, f"the {name} suite ran to its end")
+            s.coverage.miss(f"the {name} suite could not run ({exc})", item)
             continue
         if name == "plan" and s.coverage.missing() == [
                 i for i in s.coverage.required if i.startswith("explore:")]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 
 import bulkreg_schema
 from bulkreg_conformance.client import ClientError
@@ -90,6 +91,7 @@ def drawn(s: Session) -> bool:
     serial = iter(range(1, 10**9))
     captured: list[Any] = []
     calls: list[int] = []
+    cut: list[bool] = []  # the bound stopped the shrinking
 
     @hypothesis_seed(s.seed)
     @settings(max_examples=s.settings.max_examples, database=None, deadline=None,
@@ -99,7 +101,12 @@ def drawn(s: Session) -> bool:
     def example(payload: Any, existing: list[bool]) -> None:
         calls.append(1)
         if s.out_of_time() or len(calls) > 4 * s.settings.max_examples + 20:
-            return  # shrinking against a live endpoint is bounded in calls and time
+            # shrinking against a live endpoint is bounded in calls and time: past the bound
+            # nothing is sent, and a failure found stands (the replay must not pass it)
+            if captured:
+                cut.append(True)
+                raise AssertionError("the last failing example stands")
+            return
         tag = f"h{next(serial)}-"
         s.episode()
         entries = _scoped(s, payload, tag)
@@ -110,20 +117,22 @@ def drawn(s: Session) -> bool:
             if pre:
                 s.bulk_step(pre, readback=False)
             s.bulk_step(entries)
-        captured[:] = [failures]
-        if failures:
+        if failures:  # the last failing example's failures (a passing one keeps them)
+            captured[:] = [failures]
             raise AssertionError(f"{len(failures)} check(s) failed")
 
     try:
         example()
-    except AssertionError:
-        pass
+    except (AssertionError, Flaky):
+        pass  # the failures are in `captured`
     except ExceptionGroup as group:  # several distinct failures, or a flaky one
         environment = group.subgroup(ClientError)
         if environment is not None:
             raise environment.exceptions[0] from None
     if captured and captured[0]:
-        for failure in captured[0]:  # the last replay is hypothesis' minimal example
-            failure.message += " (shrunk by hypothesis)"
+        note = " (the last failing example: shrinking was cut by the run's bound)" if cut \
+            else " (shrunk by hypothesis)"
+        for failure in captured[0]:  # the last failing example: hypothesis' minimal one
+            failure.message += note
             s.fail(failure)
     return not s.out_of_time()

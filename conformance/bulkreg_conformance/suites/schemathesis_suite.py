@@ -310,6 +310,7 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> bool:
 
     timers: list[threading.Timer] = []
     cut: list[bool] = []  # the suite's time ran out before schemathesis' phases ended
+    skipped: list[str] = []  # errors schemathesis met in one operation (it went on)
 
     def later(seconds: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(max(0.0, seconds), action)
@@ -339,6 +340,9 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> bool:
                 if adapter.closed:  # the suite's own time, surfacing through schemathesis
                     stream.stop()
                     continue
+                if isinstance(event, events.NonFatalError):  # one operation: the rest go on
+                    skipped.append(_error_text(event))
+                    continue
                 raise SuiteError(f"schemathesis could not run: {_error_text(event)}")
             if ctx.client.stopped:
                 stream.stop()
@@ -349,6 +353,8 @@ def _execute(ctx: Context, schema: BaseSchema, adapter: RailsAdapter) -> bool:
         stream.stop()  # also when leaving early: its workers send nothing more
     if ctx.client.stopped:  # --max-requests or the run's time: an error of the run
         raise ctx.client.stopped
+    if skipped:  # schemathesis' own limits (a schema it cannot generate from): no verdict
+        raise SuiteError(f"schemathesis could not test every operation: {skipped[0]}")
     return not cut
 
 
