@@ -303,4 +303,3 @@ def _alternatives(code: str | None, error: Finding | None, module: str | None, d
     if module and code in {"DeviceNotFound", "ModuleNotFound"}:
         out |= {"DeviceNotFound", "ModuleNotFound"}
     return frozenset(out - {code})
-

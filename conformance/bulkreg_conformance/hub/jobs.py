@@ -460,4 +460,3 @@ class _Counted:
 
 def _ok(body: Any) -> Plan:
     return Plan(200, dict(_JSON), body, Changes({}, 0))
-
