@@ -27,6 +27,7 @@ import dataclasses
 import heapq
 import itertools
 import json
+import os
 import re
 import shlex
 import socket
@@ -502,8 +503,11 @@ class Client:
         self.prefix = prefix
         self.api_version = api_version
         self.host_name: str = self._cs.host_name
-        # --ca-cert wins over REQUESTS_CA_BUNDLE; True lets requests read that variable
-        self.verify: bool | str = ca_cert or True
+        # --ca-cert wins over REQUESTS_CA_BUNDLE (then CURL_CA_BUNDLE), as requests orders them;
+        # read once here, as the proxies are in new_session: requests would re-read the whole
+        # environment for every request
+        self.verify: bool | str = (ca_cert or os.environ.get("REQUESTS_CA_BUNDLE")
+                                   or os.environ.get("CURL_CA_BUNDLE") or True)
         self._limits = _Limits(rate_limit, max_requests, retry_budget, timeout=timeout)
         self._counters = _Counters()
         self._token_ttl = token_ttl
@@ -609,7 +613,8 @@ class Client:
         """
         with self._lock:
             limit = self._limits.max_requests
-            reserve = 0 if self.cleaning else self.cleanup_cost()
+            # (the reserve counts every touched id: only worth it under --max-requests)
+            reserve = 0 if self.cleaning or limit is None else self.cleanup_cost()
             if limit is not None and self._counters.sent + 1 + reserve > limit:
                 kept = f" ({reserve} kept for cleanup)" if reserve else ""
                 self.stopped = BudgetExceeded(f"--max-requests {limit} reached{kept}")
@@ -670,6 +675,8 @@ class Client:
     def new_session(self) -> requests.Session:
         """A requests session whose every request goes through this client's rails."""
         session = requests.Session()
+        session.trust_env = False  # the environment is read once: proxies here, CA in __init__
+        session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
         adapter = RailsAdapter(self)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -32,8 +32,9 @@ from bulkreg_conformance.expectation import (
     entry_ids,
     index_of,
     rejection_evidence,
+    validated,
 )
-from bulkreg_validator import RULES, validate
+from bulkreg_validator import RULES
 
 if TYPE_CHECKING:
     from bulkreg_conformance.client import Exchange
@@ -60,7 +61,7 @@ def compare(body: bytes, api_version: str, exchange: Exchange) -> list[Problem]:
         return []  # not a verdict on the payload
     if api_version != API_VERSION and error_code(exchange) == "InvalidProtocolVersion":
         return []  # decision older-api-versions
-    report = validate(body, api_version=api_version)
+    report = validated(body, api_version)
     entries = _entries(body)
     request = next((f for f in report.errors if RULES[f.rule].scope == "request"), None)
     result = result_of(exchange)

@@ -16,6 +16,7 @@ on the body, the rule table and the behaviour decisions into an :class:`Expectat
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -36,7 +37,17 @@ __all__ = [
     "expect",
     "index_of",
     "rejection_evidence",
+    "validated",
 ]
+
+
+@functools.lru_cache(maxsize=4)
+def validated(body: bytes, api_version: str) -> Report:
+    """The validator's report on a bulk body; the expectation and the differential comparison
+    of one call ask for it in turn, so it is kept for the last four bodies (a Report is
+    immutable)."""
+    return validate(body, api_version=api_version)
+
 
 API_VERSION = bulkreg_schema.API_VERSION
 ANY_CODE = frozenset({"*"})  # an EntryClaim's alternatives: the entry fails, with any errorCode
@@ -177,7 +188,7 @@ def expect(oracle: Registry, body: bytes, api_version: str, *, step_rule: str | 
 def _expect(oracle: Registry, body: bytes, api_version: str, step_rule: str | None,
             unknown: frozenset[str]) -> Expectation:
     checked = check_bulk(body, api_version=api_version)
-    report = validate(body, api_version=api_version)
+    report = validated(body, api_version)
     entries = checked.entries if checked.rejection is None else _parsed(body)
     if api_version not in API_VERSIONS:  # the HTTP layer refuses it before the model sees it
         error = oracle.error(400, "InvalidProtocolVersion", "BadRequest")

@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-wait", action="store_true",
                      help="start the job and print its id; `bulkreg jobs show` tells the rest")
     imp.add_argument("--poll", type=_seconds, default=1.0, metavar="S",
-                     help="seconds between two looks at the job (default 1)")
+                     help="at most this many seconds between two looks at the job "
+                          "(default 1; the first looks come sooner)")
     exp = actions.add_parser("export", parents=[hub],
                              help="export every device with its twin to the container",
                              description="Start an export job and wait for it.")
@@ -93,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
                           "--exclude-keys)")
     exp.add_argument("--no-wait", action="store_true", help="start the job and print its id")
     exp.add_argument("--poll", type=_seconds, default=1.0, metavar="S",
-                     help="seconds between two looks at the job (default 1)")
+                     help="at most this many seconds between two looks at the job "
+                          "(default 1; the first looks come sooner)")
     show = actions.add_parser("show", parents=[hub], help="one job's properties")
     show.add_argument("job_id", metavar="JOB_ID")
     actions.add_parser("list", parents=[hub], help="every import and export job")

@@ -129,12 +129,15 @@ class JobsClient:
              on_progress: Callable[[dict[str, Any]], None] | None = None,
              deadline: float | None = None) -> dict[str, Any]:
         """Poll the job until it has ended (or ``deadline`` seconds have passed: then the last
-        state seen); ``on_progress`` sees every state."""
+        state seen); ``on_progress`` sees every state. The first polls come quickly (50 ms,
+        doubling) up to one every ``poll`` seconds: a small job is seen ended at once."""
         end = None if deadline is None else time.monotonic() + deadline
+        wait = min(0.05, poll)
         while True:
             job = self.get(job_id)
             if on_progress is not None:
                 on_progress(job)
             if job.get("status") in FINISHED or (end is not None and time.monotonic() > end):
                 return job
-            time.sleep(poll)
+            time.sleep(wait)
+            wait = min(wait * 2, poll)

@@ -78,6 +78,10 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
         self._forms: list[str] = []
+        self._encoded: list[bytes] = []  # the forms as UTF-8, encoded once, longest first
+        # the forms' first _MIN_LENGTH bytes -> their places in _encoded: many forms share a
+        # prefix, so one search for it rules them all out at once
+        self._prefixes: dict[bytes, list[int]] = {}
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
@@ -89,6 +93,10 @@ class Redactor:
         for secret in new:
             found |= forms(secret)
         self._forms = sorted(found, key=lambda f: (-len(f), f))  # longest first
+        self._encoded = [f.encode("utf-8", "surrogatepass") for f in self._forms]
+        self._prefixes = {}
+        for at, encoded in enumerate(self._encoded):
+            self._prefixes.setdefault(encoded[:_MIN_LENGTH], []).append(at)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -102,8 +110,11 @@ class Redactor:
 
     def bytes(self, data: bytes) -> bytes:
         marker = REDACTED.encode()
-        for form in self._forms:
-            encoded = form.encode("utf-8", "surrogatepass")
+        # only forms whose prefix is in the data can be (a replacement adds none), longest first
+        candidates = sorted(at for prefix, places in self._prefixes.items() if prefix in data
+                            for at in places)
+        for at in candidates:
+            encoded = self._encoded[at]
             if encoded in data:
                 data = data.replace(encoded, marker)
         return data

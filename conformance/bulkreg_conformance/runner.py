@@ -24,6 +24,7 @@ import dataclasses
 import re
 import secrets
 import signal
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -103,7 +104,6 @@ class Result:
         return {"PASS": 0, "FAIL": 1, "INCOMPLETE": 3, "INTERRUPTED": 130}[self.verdict]
 
 
-
 # -- the run -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -129,15 +129,25 @@ def _signals_interrupt(client: Client) -> Iterator[None]:
         client.interrupt()
         raise KeyboardInterrupt
 
+    unraisable = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        # a KeyboardInterrupt raised inside a gc callback or a __del__ is dropped by Python,
+        # with a traceback on stderr; the client's flag carries it (see run), so drop it quietly
+        if info.exc_type is not KeyboardInterrupt:
+            unraisable(info)
+
     previous: dict[signal.Signals, Any] = {}
     try:
         for which in (signal.SIGINT, signal.SIGTERM):
             previous[which] = signal.signal(which, handler)
     except ValueError:  # not the main thread (pytest-xdist, a plugin): nothing to install
         pass
+    sys.unraisablehook = hook
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable
         for which, old in previous.items():
             signal.signal(which, old)
 
@@ -239,8 +249,13 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
                     suites.run_all(session, errors)
             except KeyboardInterrupt:
                 interrupted = True
-                errors.append("interrupted: cleaned up and stopped")
             finally:
+                # the handler's KeyboardInterrupt can be lost (raised inside a gc callback or a
+                # __del__, which Python ignores); the client's flag is not: the run stopped
+                # sending the moment the signal came, and says so
+                interrupted = interrupted or client.interrupted
+                if interrupted:
+                    errors.append("interrupted: cleaned up and stopped")
                 leaks = _cleanup(session, errors, interrupted)
                 client.close()
     ledger = session.ledger

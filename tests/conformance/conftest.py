@@ -1,5 +1,6 @@
-"""Fixtures for conformance tests: a reference hub served over real HTTP, optionally behind a
-WSGI middleware that plants one defect."""
+"""Fixtures for conformance tests: a reference hub served over real HTTP (the hub's own server,
+connections kept alive as a live hub keeps them), optionally behind a WSGI middleware that
+plants one defect."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from bulkreg_conformance.hub.app import Hub
 from bulkreg_conformance.hub.cli import build_hub
+from bulkreg_conformance.hub.server import make_server
 from bulkreg_conformance.sas import make_connection_string
 
 App = Callable[..., Any]
@@ -35,8 +36,8 @@ def serve() -> Iterator[Callable[..., Served]]:
     def start(wrap: Callable[[Hub], App] | None = None) -> Served:
         hub = build_hub()
         app = wrap(hub) if wrap else hub
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        server = make_server(app, error_body=hub.error_body)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
 
         def stop() -> None:

@@ -5,6 +5,7 @@ why, or exit 2 when it cannot write at all. The plan reaches the minimum first, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -16,8 +17,6 @@ import pytest
 from junitparser import JUnitXml
 
 from bulkreg_conformance.coverage import CELLS, MEMBERS, minimum
-from bulkreg_conformance.hub.app import Faults
-from bulkreg_conformance.hub.cli import start_background
 from bulkreg_conformance.runner import PreflightFailed, Result, Settings, run, time_budget
 from bulkreg_conformance.sas import make_connection_string
 from bulkreg_conformance.suites import plan
@@ -125,19 +124,31 @@ def test_a_hub_that_always_throttles_writes_is_incomplete_naming_throttling(
     assert any("throttling" in r for r in reasons), reasons
 
 
-def test_latency_and_throttling_still_reach_pass() -> None:
-    """50 ms on every request, and a hub throttled to 40 requests a second behind
-    --rate-limit 30: slower, still the whole minimum (the plan retries what a 429 cut)."""
-    with start_background(faults=Faults(latency_ms=50.0)) as hub:
-        slow = run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
-                            suites=("auth", "property"), max_examples=1, seed=2,
-                            time_budget=120.0))
-    assert slow.verdict == "PASS", (slow.coverage.missing(), slow.errors)
-    with start_background(faults=Faults(throttle_rps=40.0)) as hub:
-        throttled = run(Settings(endpoint=hub.url, connection_string=hub.connection_string,
-                                 suites=("auth", "property"), max_examples=1, seed=2,
-                                 rate_limit=30.0))
-    assert throttled.verdict == "PASS", (throttled.coverage.missing(), throttled.errors)
+def test_latency_and_throttling_still_reach_pass(serve: Callable[..., Served]) -> None:
+    """10 ms on every request; then every 30th request throttled (429 ThrottlingException with
+    a Retry-After, as IoT Hub answers): slower, still the whole minimum (the plan retries what a
+    429 cut)."""
+    slow = serve()
+    slow.hub.faults.latency_ms = 10.0
+    result = _run(slow, seed=2, time_budget=120.0)
+    assert result.verdict == "PASS", (result.coverage.missing(), result.errors)
+    requests = itertools.count(1)
+    throttled: list[str] = []
+
+    def every_30th(hub: Any) -> Any:
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            if next(requests) % 30 == 0:
+                throttled.append(environ["PATH_INFO"])
+                start_response("429 Too Many Requests", [
+                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("Retry-After", "0.2"), ("iothub-errorcode", "ThrottlingException")])
+                return [b'{"Message":"ErrorCode:ThrottlingException;throttled"}']
+            return hub(environ, start_response)
+        return app
+
+    result = _run(serve(every_30th), seed=2)
+    assert result.verdict == "PASS", (result.coverage.missing(), result.errors)
+    assert len(throttled) >= 5, throttled
 
 
 def test_the_time_budget_grows_under_rate_limit_to_fit_the_plan_and_says_so() -> None:
@@ -159,6 +170,7 @@ def test_a_suite_subset_has_its_own_minimum(serve: Callable[..., Served],
 
 def test_reports_carry_the_same_verdict(serve: Callable[..., Served], tmp_path: Path) -> None:
     served = serve()
+    served.hub.faults.latency_ms = 20.0  # the plan cannot fit in 0.3 s
     report, junit = tmp_path / "deep" / "r.json", tmp_path / "other" / "c.xml"
     ran = conform("--endpoint", served.url, "--connection-string", served.connection_string,
                   "--suite", "auth,property", "--time-budget", "0.3", "--seed", "1",
@@ -177,6 +189,7 @@ def test_reports_carry_the_same_verdict(serve: Callable[..., Served], tmp_path: 
 def test_the_pytest_plugin_exits_3_on_an_incomplete_run(serve: Callable[..., Served],
                                                        tmp_path: Path) -> None:
     served = serve()
+    served.hub.faults.latency_ms = 20.0  # the plan cannot fit in 0.3 s
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--bulkreg-endpoint",

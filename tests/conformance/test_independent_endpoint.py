@@ -89,7 +89,7 @@ SWITCHES: list[tuple[str, dict[str, Any], FalseFailure | Fixed | None]] = [
         "instead of 413 is a deviation', observed; facts §8: Node/Java map 403 to "
         "TooManyDevices) fails status-declared (contract): 'HTTP 403 is not declared'"))),
     ("duplicates-per-entry", {"duplicates": "entry"}, None),
-    ("throttled-without-retry-after", {"throttle_every": 25}, None),
+    ("throttled-without-retry-after", {"throttle_every": 150}, None),
     ("operation-dotnet-names", {"operation_text": "dotnet"}, None),
     ("missing-etag-before-existence", {"missing_etag_first": True}, None),
     ("enum-case-exact", {"enum_case": "exact"}, None),

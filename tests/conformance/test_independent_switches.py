@@ -72,7 +72,7 @@ def _device_etag_moves(hub: IndependentHub) -> bool:
 
 
 def _throttled(hub: IndependentHub) -> bool:
-    answers = [_device(hub) for _ in range(25)]
+    answers = [_device(hub) for _ in range(150)]
     return any(a.status == 429 and a.code() == "ThrottlingException"
                and "retry-after" not in {k.lower() for k in a.headers} for a in answers)
 
@@ -153,7 +153,7 @@ PROBES: dict[str, tuple[dict[str, Any], Probe]] = {
     "duplicates-per-entry": ({"duplicates": "entry"}, _one(
         [{"id": "d1", "importMode": "create"}, {"id": "d1", "importMode": "delete"}],
         lambda a: _entry_code(a) == "DeviceDefinedMultipleTimes")),
-    "throttled-without-retry-after": ({"throttle_every": 25}, _throttled),
+    "throttled-without-retry-after": ({"throttle_every": 150}, _throttled),
     "operation-dotnet-names": ({"operation_text": "dotnet"}, _one(
         [{"id": "d1", "importMode": "delete"}],
         lambda a: a.body["errors"][0]["operation"] == "Delete")),

@@ -629,7 +629,7 @@ VARIANTS: dict[tuple[str, str], Factory] = {
     ("update-replaces", "keep-keys"): _v(before=each_entry(_keep_keys)),
     ("warnings", "absent"): _v(after=_warnings_absent),
     ("warnings", "without-twin-warnings"): _v(after=_twinless_warnings),
-    ("retry-after", "absent"): _v(first=_throttle_every(25)),
+    ("retry-after", "absent"): _v(first=_throttle_every(150)),
     ("older-api-versions", "refuse-older"): _v(before=_older_refused),
     ("etag-format", "opaque-strings"): _both(each_entry(_opaque_in), _opaque_out),
     ("unset-members", "absent"): _v(after=_unset_as("absent")),

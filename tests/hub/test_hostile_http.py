@@ -27,7 +27,7 @@ from bulkreg_conformance.hub.tls import local_certificates, server_context
 
 from .conftest import API, Client, token_for
 
-QUICK = Limits(threads=2, connection_limit=24, request_timeout=2, idle_timeout=2)
+QUICK = Limits(threads=2, connection_limit=24, request_timeout=1, idle_timeout=1)
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_a_request_cut_mid_body_is_never_executed(hub: BackgroundHub) -> None:
 
 def test_a_header_block_dripped_slowly_is_cut_off(quick: BackgroundHub) -> None:
     """One byte every 0.25 s keeps an idle timeout from firing; the whole-request deadline
-    (2 s here) closes the connection long before the ~60 s the drip would take."""
+    (1 s here) closes the connection long before the ~60 s the drip would take."""
     head = _head(quick, "GET", "/devices/x") + b"X-Pad: " + b"p" * 100 + b"\r\n\r\n"
     with _connect(quick) as sock:
         sent = 0
@@ -170,7 +170,7 @@ def test_a_header_block_dripped_slowly_is_cut_off(quick: BackgroundHub) -> None:
 def test_an_idle_kept_alive_connection_is_closed(quick: BackgroundHub) -> None:
     with _connect(quick) as sock:
         sock.sendall(_head(quick, "GET", "/devices/x") + b"\r\n")
-        answer = _until_closed(sock)  # kept alive: only the idle timeout (2 s) ends it
+        answer = _until_closed(sock)  # kept alive: only the idle timeout (1 s) ends it
         assert _status(answer) == 404 and b"Connection: close" not in answer
         assert answer.endswith(b"}") and answer.count(b"HTTP/1.1") == 1
 

@@ -50,7 +50,9 @@ __all__ = ["planned", "sas_signature"]
 STATUSES = frozenset({"unknown", "enqueued", "running", "completed", "failed", "cancelled",
                       "scheduled", "queued"})  # SWG JobProperties.status
 _OBSERVED = Evidence("observed")
-_POLL_BUILTIN, _POLL_LIVE = 0.1, 2.0
+# polls start at _POLL_FIRST and double up to the cap: a job that ends at once is seen at once,
+# a live hub's long job costs one GET every 2 s
+_POLL_FIRST, _POLL_BUILTIN, _POLL_LIVE = 0.05, 0.1, 2.0
 
 
 def sas_signature(uri: str) -> str | None:
@@ -129,7 +131,8 @@ def _hold(s: Session, after: int | None) -> bool:
 
 def _wait(s: Session, job_id: str, seen: list[str]) -> dict[str, Any] | None:
     """Poll the job until it ends (or the run's time does); its statuses go to ``seen``."""
-    poll = _POLL_BUILTIN if s.settings.endpoint is None else _POLL_LIVE
+    cap = _POLL_BUILTIN if s.settings.endpoint is None else _POLL_LIVE
+    poll = _POLL_FIRST
     while not s.out_of_time():
         exchange, body = _call(s, "GET", f"/jobs/{job_id}")
         if exchange.status != 200 or not isinstance(body, dict):
@@ -139,6 +142,7 @@ def _wait(s: Session, job_id: str, seen: list[str]) -> dict[str, Any] | None:
         if status in FINISHED:
             return body
         time.sleep(poll)
+        poll = min(poll * 2, cap)
     return None
 
 
