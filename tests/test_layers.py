@@ -32,7 +32,7 @@ PACKAGE = ROOT / "conformance" / "bulkreg_conformance"
 # run; the session knows no suite; suites know no runner; reporters and front ends come last.
 LAYERS: list[tuple[str, ...]] = [
     ("evidence", "settings", "sas", "redact", "strategies", "azurite"),
-    ("decisions", "client", "oracle", "jobs_client"),
+    ("decisions", "client", "oracle", "jobs_client", "wsgi"),
     ("answers",),
     ("expectation",),
     ("service_view",),

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 import bulkreg_schema
@@ -408,9 +408,10 @@ class RailsAdapter(HTTPAdapter):
             _current.watch = watch
             watch.start()
             try:
-                response = super().send(request, stream=True,
-                                        timeout=(min(CONNECT_SECONDS, seconds), seconds),
-                                        verify=verify, cert=cert, proxies=proxies)
+                send = super().send if client.transport is None else client.transport.send
+                response = send(request, stream=True,
+                                timeout=(min(CONNECT_SECONDS, seconds), seconds),
+                                verify=verify, cert=cert, proxies=proxies)
                 _read_capped(response, watch)
             except requests.RequestException as exc:
                 if watch.fired.is_set():
@@ -488,6 +489,7 @@ class Client:
         token_ttl: int = 3600,
         ca_cert: str | None = None,
         on_exchange: Callable[[Exchange], None] | None = None,
+        transport: BaseAdapter | None = None,
     ) -> None:
         if not prefix or not ID_PATTERN.match(prefix) or len(prefix) > 64:
             raise ClientError(f"prefix {prefix!r} must be 1-64 characters allowed in a device id")
@@ -500,6 +502,9 @@ class Client:
             raise ClientError("invalid connection string: "
                               + Redactor([connection_string]).text(str(exc))) from None
         self.endpoint = endpoint.rstrip("/")
+        # what carries the requests under the rails: None, the network (requests' HTTPAdapter);
+        # a WSGI application in process (bulkreg_conformance.wsgi), for one
+        self.transport = transport
         self.prefix = prefix
         self.api_version = api_version
         self.host_name: str = self._cs.host_name

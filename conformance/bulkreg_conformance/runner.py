@@ -221,8 +221,14 @@ def run(settings: Settings, *, progress: Callable[[str], None] | None = None) ->
         coverage = Coverage(minimum(settings.suites,
                                     read_only=bool(settings.read_connection_string),
                                     jobs=bool(settings.blob_container_uri)))
+        transport = None
+        if settings.app is not None:
+            from bulkreg_conformance.wsgi import WsgiTransport  # noqa: PLC0415
+
+            transport = WsgiTransport(settings.app)
         client = Client(url, cs, prefix=prefix, rate_limit=settings.rate_limit,
-                        max_requests=settings.max_requests, ca_cert=settings.ca_cert)
+                        max_requests=settings.max_requests, ca_cert=settings.ca_cert,
+                        transport=transport)
         signature = sas_signature(settings.blob_container_uri or "")
         if signature:
             client.redactor.add(signature)

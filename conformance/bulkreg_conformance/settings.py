@@ -41,3 +41,6 @@ class Settings:
     # a container SAS URI (read, write, delete, list) for the jobs suite; the built-in hub gets
     # one from Azurite when it is installed
     blob_container_uri: str | None = None
+    # a WSGI application to run against in process, no socket in between (bulkreg_conformance.
+    # wsgi); ``endpoint`` is then only the base of its URLs
+    app: Any = None

@@ -27,6 +27,7 @@ class Served:
     connection_string: str
     key: str
     read_connection_string: str | None = None  # the hub's registryRead policy
+    app: App | None = None  # what the server serves (the hub, or a middleware around it)
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def serve() -> Iterator[Callable[..., Served]]:
         owner, reader = hub.policies["iothubowner"], hub.policies["registryRead"]
         return Served(hub, f"http://127.0.0.1:{server.port}",
                       make_connection_string(hub.host_name, owner.name, owner.key), owner.key,
-                      make_connection_string(hub.host_name, reader.name, reader.key))
+                      make_connection_string(hub.host_name, reader.name, reader.key), app)
 
     yield start
     for stop in stops:

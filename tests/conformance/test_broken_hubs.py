@@ -147,7 +147,7 @@ class _Crash:
 def _run(served: Served, **kwargs: Any) -> Result:
     settings = Settings(endpoint=served.url, connection_string=served.connection_string,
                         suites=("differential", "auth", "property"), max_examples=3, seed=7,
-                        time_budget=6.0, **kwargs)
+                        time_budget=6.0, app=served.app, **kwargs)  # judged in process
     return run(settings)
 
 

@@ -31,7 +31,9 @@ OPEN = {key for key, d in DECISIONS.items() if d.evidence == "open"}
 
 def _run(served: Served, suites: tuple[str, ...] = ("auth", "property"), **kwargs: Any
          ) -> Result:
-    options: dict[str, Any] = {"max_examples": 3, "seed": 5, "time_budget": 60.0}
+    # the variants' answers are judged, not their HTTP: the app in process
+    options: dict[str, Any] = {"max_examples": 3, "seed": 5, "time_budget": 60.0,
+                               "app": served.app}
     options.update(kwargs)
     return run(Settings(endpoint=served.url, connection_string=served.connection_string,
                         read_connection_string=served.read_connection_string, suites=suites,
