@@ -42,6 +42,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 import bulkreg_schema
 
@@ -414,13 +415,21 @@ class RailsAdapter(HTTPAdapter):
                                 verify=verify, cert=cert, proxies=proxies)
                 _read_capped(response, watch)
             except requests.RequestException as exc:
-                if watch.fired.is_set():
+                # the socket's own read timeout is the same deadline: it may beat the watchdog
+                if watch.fired.is_set() or _read_timed_out(exc):
                     raise RequestDeadline(watch, request=request) from exc
                 raise
             finally:
                 watch.cancel()
                 _current.watch = None
         return response
+
+
+def _read_timed_out(exc: requests.RequestException) -> bool:
+    """A read timeout, as requests raises it before the body (ReadTimeout) or while reading it
+    (a ConnectionError around urllib3's ReadTimeoutError)."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or any(
+        isinstance(arg, ReadTimeoutError) for arg in exc.args)
 
 
 def _read_capped(response: requests.Response, watch: _Watch) -> None:

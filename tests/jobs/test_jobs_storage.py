@@ -108,9 +108,11 @@ def test_a_container_that_does_not_exist(azurite: Azurite, jobs: HubJobs) -> Non
 
 
 def test_a_store_that_goes_away_mid_job(tmp_path_factory: pytest.TempPathFactory,
-                                        hub: BackgroundHub, jobs: HubJobs) -> None:
+                                        hub: BackgroundHub, jobs: HubJobs,
+                                        azurite: Azurite) -> None:
     """The log's container stops answering after the first batch: the job fails, saying
-    which lines were applied and that the log lacks their errors; the hub keeps serving."""
+    which lines were applied and that the log lacks their errors; the hub keeps serving. (It
+    stops an Azurite of its own; the shared one's fixture skips it where none is installed.)"""
     with start_azurite(tmp_path_factory.mktemp("own-azurite")) as own:
         source, target = own.container_uri("input"), own.container_uri("output")
         upload(source, "devices.txt", lines_of(*({"id": f"m{i}", "importMode": "update"}
